@@ -345,4 +345,3 @@ func (p *pacer) reserve(cost int64, now time.Time) time.Duration {
 	p.started += cost
 	return at.Sub(now)
 }
-
