@@ -1,0 +1,41 @@
+# dbscrub — one command runs everything: `make test`.
+#
+# It installs what is missing (PostgreSQL server binaries with apt-get, Go
+# modules through the module proxy), checks formatting, vets, runs
+# staticcheck, and runs every test, including the ones against a real,
+# throwaway PostgreSQL cluster. With CI=true a missing database server is a
+# failure, never a silent skip.
+
+GO          ?= go
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+PKGS        ?= ./...
+
+.PHONY: test deps lint vet fmt staticcheck unit bench quickstart
+
+test: deps lint unit
+
+deps:
+	@scripts/ensure-deps
+	$(GO) mod download
+
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run $(STATICCHECK) $(PKGS)
+
+unit:
+	$(GO) test -count=1 -timeout 30m $(PKGS)
+
+# Benchmarks are run by hand; see BENCHMARKS.md.
+bench:
+	DBSCRUB_BENCH=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 2h $(PKGS)
+
+quickstart:
+	$(GO) run ./examples/quickstart
