@@ -135,3 +135,11 @@ type retryableError struct{ err error }
 
 func (e *retryableError) Error() string   { return e.err.Error() }
 func (e *retryableError) Unwrap() []error { return []error{e.err, ErrRetryable} }
+
+// An Explainer is a [Check] that can list the statements it runs, with
+// parameters as placeholders, without connecting, so that a DBA can review
+// them before granting access (`dbscrub check --explain`). Every check of
+// the bundled drivers implements it.
+type Explainer interface {
+	Statements() []string
+}

@@ -1154,3 +1154,25 @@ func TestSeverityTableDocumented(t *testing.T) {
 		}
 	}
 }
+
+func TestChecksAreExplainers(t *testing.T) {
+	tgt, err := Open("sqlserver://u:pw@localhost:1433?database=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	var names []string
+	for _, c := range Catalog() {
+		names = append(names, c.Name)
+	}
+	cks, err := tgt.Checks(names...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cks {
+		e, ok := c.(checks.Explainer)
+		if !ok || len(e.Statements()) == 0 {
+			t.Errorf("check %s does not explain its statements", c.Name())
+		}
+	}
+}
