@@ -32,6 +32,8 @@ staticcheck:
 
 unit:
 	$(GO) test -count=1 -timeout 30m $(PKGS)
+	@if [ -z "$$DBSCRUB_SQLSERVER_DSN" ]; then \
+	  echo "!!! DBSCRUB_SQLSERVER_DSN not set: SQL Server integration and conformance tests were SKIPPED (no SQL Server here; see README)"; fi
 
 # Benchmarks are run by hand; see BENCHMARKS.md.
 bench:
