@@ -17,7 +17,9 @@ func (memTarget) Info() checks.TargetInfo {
 	return checks.TargetInfo{Engine: "toy", Name: "toy://inventory", Database: "inventory"}
 }
 
-func (memTarget) Checks(names ...string) ([]checks.Check, error) { return []checks.Check{pageCheck{}}, nil }
+func (memTarget) Checks(names ...string) ([]checks.Check, error) {
+	return []checks.Check{pageCheck{}}, nil
+}
 
 type pageCheck struct{}
 
