@@ -52,6 +52,7 @@ func (r *Runner) Run(ctx context.Context, t Target, cks ...Check) *Report {
 	runCtx := cfg.observer.RunStarted(ctx, rep.Target)
 	defer func() {
 		rep.FinishedAt = cfg.now()
+		rep.Target = t.Info() // planning may have learnt more (the server version)
 		rep.finalize()
 		cfg.observer.RunFinished(runCtx, rep)
 	}()

@@ -485,3 +485,36 @@ func TestObserver(t *testing.T) {
 		t.Errorf("events = %v, want %s", o.events, want)
 	}
 }
+
+// infoTarget learns its server version while planning, as drivers do.
+type infoTarget struct {
+	fakeTarget
+	version string
+}
+
+func (i *infoTarget) Info() TargetInfo {
+	ti := i.fakeTarget.Info()
+	ti.ServerVersion = i.version
+	return ti
+}
+
+func TestTargetInfoRefreshedAfterPlanning(t *testing.T) {
+	it := &infoTarget{}
+	r := mustRunner(t, WithChecks(checkFunc("a", func() { it.version = "15.20" }, ok("1", 1))))
+	rep := r.Run(context.Background(), it)
+	if rep.Target.ServerVersion != "15.20" {
+		t.Errorf("server version %q, want the one learnt while planning", rep.Target.ServerVersion)
+	}
+}
+
+// checkFunc is a check whose Plan calls f first.
+func checkFunc(name string, f func(), tasks ...Task) Check {
+	return &planHook{fakeCheck: fakeCheck{name: name, tasks: tasks}, f: f}
+}
+
+type planHook struct {
+	fakeCheck
+	f func()
+}
+
+func (p *planHook) Plan(ctx context.Context) ([]Task, error) { p.f(); return p.fakeCheck.Plan(ctx) }
