@@ -33,6 +33,8 @@ Usage:
   dbscrub check --dsn DSN [flags]   run checks; exit 0 sound, 1 could not check, 2 corrupt
   dbscrub check --explain --dsn DSN print the statements the checks would run, without connecting
   dbscrub checks                    list the checks each engine offers
+  dbscrub fingerprint --dsn DSN     write the content fingerprint (row counts, row hashes) as JSON; -o FILE
+  dbscrub compare A B               compare fingerprint files or DSNs; exit 0 identical, 2 different, 1 could not
   dbscrub version                   print the version
 
 Run "dbscrub check -h" for the flags of check.
@@ -49,6 +51,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdCheck(ctx, args[1:], stdout, stderr, isTerminal(stderr))
 	case "checks":
 		return cmdChecks(stdout)
+	case "fingerprint":
+		return cmdFingerprint(ctx, args[1:], stdout, stderr)
+	case "compare":
+		return cmdCompare(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "dbscrub", version)
 		return exitOK
