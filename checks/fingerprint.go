@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/dbscrub/dbscrub/internal/glob"
 	"io"
 	"math"
 	"slices"
@@ -466,9 +467,9 @@ func WithBoundsFrom(fp *Fingerprint) FingerprintOption {
 func (c FingerprintConfig) MatchTable(name, bare string) bool {
 	match := func(p string) bool {
 		if strings.Contains(p, ".") {
-			return wildcard(p, name)
+			return glob.Match(p, name)
 		}
-		return wildcard(p, bare)
+		return glob.Match(p, bare)
 	}
 	for _, p := range c.Exclude {
 		if match(p) {
@@ -506,34 +507,6 @@ func (c FingerprintConfig) Bounds(table string, primaryKey []string) ([]KeyRange
 		out[i] = ch.Range()
 	}
 	return out, true
-}
-
-// wildcard matches s against a pattern where '*' matches any run of
-// characters (including none) and '?' exactly one character.
-func wildcard(pat, s string) bool {
-	p, str := []rune(pat), []rune(s)
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(str) {
-		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == str[si]):
-			pi++
-			si++
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			si = mark
-		default:
-			return false
-		}
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
 }
 
 // ChunkSizer picks the number of rows of a table's next chunk so that each

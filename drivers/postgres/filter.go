@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"errors"
+	"github.com/dbscrub/dbscrub/internal/glob"
 	"strings"
 )
 
@@ -22,43 +23,15 @@ func compilePattern(p string) (pattern, error) {
 }
 
 // matchName reports whether the pattern matches a schema name.
-func (p pattern) matchName(name string) bool { return wildcard(p.text, name) }
+func (p pattern) matchName(name string) bool { return glob.Match(p.text, name) }
 
 // matchRelation reports whether a relation pattern matches the relation
 // schema.name.
 func (p pattern) matchRelation(schema, name string) bool {
 	if p.qualified {
-		return wildcard(p.text, schema+"."+name)
+		return glob.Match(p.text, schema+"."+name)
 	}
-	return wildcard(p.text, name)
-}
-
-// wildcard matches s against a pattern where '*' matches any run of
-// characters (including none) and '?' exactly one character.
-func wildcard(pat, s string) bool {
-	p, str := []rune(pat), []rune(s)
-	pi, si := 0, 0
-	star, mark := -1, 0
-	for si < len(str) {
-		switch {
-		case pi < len(p) && (p[pi] == '?' || p[pi] == str[si]):
-			pi++
-			si++
-		case pi < len(p) && p[pi] == '*':
-			star, mark = pi, si
-			pi++
-		case star >= 0:
-			pi = star + 1
-			mark++
-			si = mark
-		default:
-			return false
-		}
-	}
-	for pi < len(p) && p[pi] == '*' {
-		pi++
-	}
-	return pi == len(p)
+	return glob.Match(p.text, name)
 }
 
 // filter applies the include/exclude options.
