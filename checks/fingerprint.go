@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/dbscrub/dbscrub/internal/glob"
 	"io"
 	"math"
 	"slices"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dbscrub/dbscrub/internal/glob"
 )
 
 // FingerprintSchemaVersion is the version of the fingerprint JSON schema.

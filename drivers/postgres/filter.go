@@ -2,8 +2,9 @@ package postgres
 
 import (
 	"errors"
-	"github.com/dbscrub/dbscrub/internal/glob"
 	"strings"
+
+	"github.com/dbscrub/dbscrub/internal/glob"
 )
 
 // pattern is a compiled shell-style name pattern (see WithIncludeRelations).
