@@ -78,17 +78,10 @@ func (c *btreeCheck) Plan(ctx context.Context) ([]checks.Task, error) {
 	batchBytes := t.cfg.chunkSize / batchTotalDivisor
 
 	var tasks []checks.Task
-	var batch []btreeIndex
-	var batchSize int64
-	flush := func() {
-		switch len(batch) {
-		case 0:
-		case 1:
-			tasks = append(tasks, c.indexTask(fn, batch[0]))
-		default:
-			tasks = append(tasks, c.batchTask(fn, batch))
-		}
-		batch, batchSize = nil, 0
+	batch := &batcher[btreeIndex]{
+		maxBytes: batchBytes, tasks: &tasks,
+		one:  func(ix btreeIndex) checks.Task { return c.indexTask(fn, ix) },
+		many: func(ixs []btreeIndex) checks.Task { return c.batchTask(fn, ixs) },
 	}
 	for _, ix := range idxs {
 		switch {
@@ -97,16 +90,12 @@ func (c *btreeCheck) Plan(ctx context.Context) ([]checks.Task, error) {
 		case !ix.valid:
 			tasks = append(tasks, checks.Task{Key: ix.key, Object: ix.object, Cost: ix.bytes, Skip: skipInvalidIndex})
 		case ix.bytes <= small:
-			if len(batch) > 0 && (batchSize+ix.bytes > batchBytes || len(batch) >= batchMaxRelations) {
-				flush()
-			}
-			batch = append(batch, ix)
-			batchSize += ix.bytes
+			batch.add(ix, ix.bytes)
 		default:
 			tasks = append(tasks, c.indexTask(fn, ix))
 		}
 	}
-	flush()
+	batch.flush()
 	return tasks, nil
 }
 

@@ -76,17 +76,10 @@ func (c *heapCheck) Plan(ctx context.Context) ([]checks.Task, error) {
 	fn := quoteIdent(caps.AmcheckSchema) + ".verify_heapam"
 
 	var tasks []checks.Task
-	var batch []heapRel
-	var batchSize int64
-	flush := func() {
-		switch len(batch) {
-		case 0:
-		case 1:
-			tasks = append(tasks, c.wholeTask(fn, batch[0]))
-		default:
-			tasks = append(tasks, c.batchTask(fn, batch))
-		}
-		batch, batchSize = nil, 0
+	batch := &batcher[heapRel]{
+		maxBytes: batchBytes, tasks: &tasks,
+		one:  func(rel heapRel) checks.Task { return c.wholeTask(fn, rel) },
+		many: func(rels []heapRel) checks.Task { return c.batchTask(fn, rels) },
 	}
 	for _, rel := range rels {
 		switch {
@@ -100,16 +93,12 @@ func (c *heapCheck) Plan(ctx context.Context) ([]checks.Task, error) {
 				tasks = append(tasks, c.rangeTask(fn, rel, start, end, open, bs))
 			}
 		case rel.bytes <= small:
-			if len(batch) > 0 && (batchSize+rel.bytes > batchBytes || len(batch) >= batchMaxRelations) {
-				flush()
-			}
-			batch = append(batch, rel)
-			batchSize += rel.bytes
+			batch.add(rel, rel.bytes)
 		default:
 			tasks = append(tasks, c.wholeTask(fn, rel))
 		}
 	}
-	flush()
+	batch.flush()
 	return tasks, nil
 }
 
