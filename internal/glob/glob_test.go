@@ -23,7 +23,7 @@ func TestMatch(t *testing.T) {
 		{"public.*", "public.t", true},
 		{"public.*", "other.t", false},
 		{"t?bl?", "täblé", true}, // runes, not bytes
-		{"[a]", "[a]", true},      // brackets are not special
+		{"[a]", "[a]", true},     // brackets are not special
 	}
 	for _, tt := range tests {
 		if got := Match(tt.pattern, tt.s); got != tt.want {
