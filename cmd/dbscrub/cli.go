@@ -35,9 +35,12 @@ Usage:
   dbscrub checks                    list the checks each engine offers
   dbscrub fingerprint --dsn DSN     write the content fingerprint (row counts, row hashes) as JSON; -o FILE
   dbscrub compare A B               compare fingerprint files or DSNs; exit 0 identical, 2 different, 1 could not
+  dbscrub run --config FILE         the daemon: check targets on their schedules, serve /metrics and /healthz, raise alarms
+  dbscrub run --config FILE --once  run every target once and exit with the worst exit code
+  dbscrub status --config FILE      each target's last run, last success per check, coverage and open alarms
   dbscrub version                   print the version
 
-Run "dbscrub check -h" for the flags of check.
+Run "dbscrub check -h", "dbscrub run -h" or "dbscrub status -h" for their flags.
 `
 
 // run is main without os.Exit, for tests.
@@ -55,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return cmdFingerprint(ctx, args[1:], stdout, stderr)
 	case "compare":
 		return cmdCompare(ctx, args[1:], stdout, stderr)
+	case "run":
+		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "dbscrub", version)
 		return exitOK
