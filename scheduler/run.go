@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dbscrub/dbscrub/checks"
+	"github.com/dbscrub/dbscrub/internal/redact"
 	"github.com/dbscrub/dbscrub/scheduler/history"
 )
 
@@ -163,7 +164,7 @@ func (s *Scheduler) runChecks(ctx context.Context, e *entry, trig history.Trigge
 
 	logger := s.cfg.logger
 	if !sec.none() {
-		logger = slog.New(scrubHandler{inner: logger.Handler(), s: sec})
+		logger = slog.New(redact.Handler(logger.Handler(), sec...))
 	}
 	logger = logger.With("target", e.name)
 	var obs checks.Observer = s.tel.Observer(e.name)

@@ -2,8 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
-	"log/slog"
 
 	"github.com/dbscrub/dbscrub/checks"
 	"github.com/dbscrub/dbscrub/internal/redact"
@@ -122,56 +120,4 @@ func (o scrubObserver) CheckFinished(ctx context.Context, cr *checks.CheckReport
 func (o scrubObserver) RunFinished(ctx context.Context, r *checks.Report) {
 	o.s.report(r)
 	o.inner.RunFinished(ctx, r)
-}
-
-// scrubHandler is a slog.Handler that scrubs secrets from messages and
-// attribute values.
-type scrubHandler struct {
-	inner slog.Handler
-	s     secrets
-}
-
-func (h scrubHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
-
-func (h scrubHandler) Handle(ctx context.Context, r slog.Record) error {
-	nr := slog.NewRecord(r.Time, r.Level, h.s.str(r.Message), r.PC)
-	r.Attrs(func(a slog.Attr) bool {
-		nr.AddAttrs(h.attr(a))
-		return true
-	})
-	return h.inner.Handle(ctx, nr)
-}
-
-func (h scrubHandler) attr(a slog.Attr) slog.Attr {
-	v := a.Value.Resolve()
-	switch v.Kind() {
-	case slog.KindString:
-		return slog.String(a.Key, h.s.str(v.String()))
-	case slog.KindGroup:
-		g := v.Group()
-		out := make([]slog.Attr, len(g))
-		for i, ga := range g {
-			out[i] = h.attr(ga)
-		}
-		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
-	case slog.KindAny:
-		if err, ok := v.Any().(error); ok {
-			return slog.Any(a.Key, errors.New(h.s.str(err.Error())))
-		}
-		return slog.String(a.Key, h.s.str(v.String()))
-	default:
-		return slog.Attr{Key: a.Key, Value: v}
-	}
-}
-
-func (h scrubHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	out := make([]slog.Attr, len(as))
-	for i, a := range as {
-		out[i] = h.attr(a)
-	}
-	return scrubHandler{inner: h.inner.WithAttrs(out), s: h.s}
-}
-
-func (h scrubHandler) WithGroup(name string) slog.Handler {
-	return scrubHandler{inner: h.inner.WithGroup(name), s: h.s}
 }

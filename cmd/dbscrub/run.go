@@ -110,7 +110,7 @@ func newLogger(f *runFlags, w io.Writer, secrets []string) *slog.Logger {
 	} else {
 		h = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(scrubHandler{inner: h, secrets: secrets})
+	return slog.New(redact.Handler(h, secrets...)) // the scheduler scrubs what it logs about a target; this covers the rest (sinks, telemetry export errors)
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -581,58 +581,3 @@ func (ts *telemetrySetup) shutdown(ctx context.Context) error {
 }
 
 // --- logging ---
-
-// scrubHandler removes the targets' passwords from every log record: the
-// scheduler already scrubs what it logs about a target; this covers
-// everything else (sinks, telemetry export errors).
-type scrubHandler struct {
-	inner   slog.Handler
-	secrets []string
-}
-
-func (h scrubHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
-
-func (h scrubHandler) Handle(ctx context.Context, r slog.Record) error {
-	nr := slog.NewRecord(r.Time, r.Level, redact.Scrub(r.Message, h.secrets...), r.PC)
-	r.Attrs(func(a slog.Attr) bool {
-		nr.AddAttrs(h.attr(a))
-		return true
-	})
-	return h.inner.Handle(ctx, nr)
-}
-
-func (h scrubHandler) attr(a slog.Attr) slog.Attr {
-	if len(h.secrets) == 0 {
-		return a
-	}
-	v := a.Value.Resolve()
-	switch v.Kind() {
-	case slog.KindString:
-		return slog.String(a.Key, redact.Scrub(v.String(), h.secrets...))
-	case slog.KindGroup:
-		g := v.Group()
-		out := make([]slog.Attr, len(g))
-		for i, ga := range g {
-			out[i] = h.attr(ga)
-		}
-		return slog.Attr{Key: a.Key, Value: slog.GroupValue(out...)}
-	case slog.KindAny:
-		s := fmt.Sprint(v.Any())
-		if c := redact.Scrub(s, h.secrets...); c != s {
-			return slog.String(a.Key, c)
-		}
-	}
-	return slog.Attr{Key: a.Key, Value: v}
-}
-
-func (h scrubHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	out := make([]slog.Attr, len(as))
-	for i, a := range as {
-		out[i] = h.attr(a)
-	}
-	return scrubHandler{inner: h.inner.WithAttrs(out), secrets: h.secrets}
-}
-
-func (h scrubHandler) WithGroup(name string) slog.Handler {
-	return scrubHandler{inner: h.inner.WithGroup(name), secrets: h.secrets}
-}
