@@ -305,6 +305,31 @@ type KeyRange struct {
 	Upper Key `json:"upper"`
 }
 
+// Where builds the SQL clause that selects the keys of the range: keys
+// greater than Lower and at most Upper. cmp renders one comparison of the
+// key columns with a bound ("> " or "<=") in the engine's SQL. It returns ""
+// for an unbounded range, else " WHERE ...".
+func (r KeyRange) Where(cmp func(op string, bound Key) (string, error)) (string, error) {
+	var conds []string
+	for _, b := range []struct {
+		op    string
+		bound Key
+	}{{">", r.Lower}, {"<=", r.Upper}} {
+		if b.bound == nil {
+			continue
+		}
+		c, err := cmp(b.op, b.bound)
+		if err != nil {
+			return "", err
+		}
+		conds = append(conds, c)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), nil
+}
+
 // String formats the range for people: "(41, 42]", "(-inf, 1000]",
 // "(5000, +inf)".
 func (r KeyRange) String() string {

@@ -133,25 +133,7 @@ func (tb *fpTable) keyCompare(op string, k checks.Key, args *[]any) (string, err
 
 // rangePred returns the WHERE clause ("" when unbounded) of a key range.
 func (tb *fpTable) rangePred(r checks.KeyRange, args *[]any) (string, error) {
-	var conds []string
-	if r.Lower != nil {
-		c, err := tb.keyCompare(">", r.Lower, args)
-		if err != nil {
-			return "", err
-		}
-		conds = append(conds, c)
-	}
-	if r.Upper != nil {
-		c, err := tb.keyCompare("<=", r.Upper, args)
-		if err != nil {
-			return "", err
-		}
-		conds = append(conds, c)
-	}
-	if len(conds) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(conds, " AND "), nil
+	return r.Where(func(op string, bound checks.Key) (string, error) { return tb.keyCompare(op, bound, args) })
 }
 
 // hashSQL returns the statement that counts and hashes the rows matching
