@@ -10,7 +10,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 
-.PHONY: test deps lint vet fmt staticcheck unit bench quickstart
+.PHONY: test deps lint vet fmt staticcheck unit bench gobench quickstart
 
 test: deps lint unit
 
@@ -35,8 +35,13 @@ unit:
 	@if [ -z "$$DBSCRUB_SQLSERVER_DSN" ]; then \
 	  echo "!!! DBSCRUB_SQLSERVER_DSN not set: SQL Server integration and conformance tests were SKIPPED (no SQL Server here; see README)"; fi
 
-# Benchmarks are run by hand; see BENCHMARKS.md.
+# Benchmarks are run by hand; see BENCHMARKS.md. bench: dbscrub vs pg_amcheck
+# (builds ~3 GB in a throwaway cluster); gobench: the Go benchmarks
+# (scheduler, fingerprint vs COPY, per-check costs).
 bench:
+	$(GO) run ./internal/bench -dir /work/bench-cluster -reps 11 -cache warm,cold -max-rate-reps 5
+
+gobench:
 	DBSCRUB_BENCH=1 $(GO) test -run '^$$' -bench . -benchtime 1x -timeout 2h $(PKGS)
 
 quickstart:

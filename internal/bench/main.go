@@ -87,6 +87,7 @@ type options struct {
 	SharedBuffers string        `json:"shared_buffers"`
 	Rebuild       bool          `json:"rebuild"`
 	Serve         bool          `json:"-"`
+	Report        string        `json:"-"`
 	Quiet         float64       `json:"quiet_threshold"`
 	MaxOther      float64       `json:"max_other_cores"`
 	Attempts      int           `json:"attempts"`
@@ -129,6 +130,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.QuietWait, "quiet-wait", 30*time.Second, "longest wait for a quiet machine before a run")
 	fs.Float64Var(&o.MaxOther, "max-other", 0.25, "repeat a measured run during which other processes kept more than this many cores busy (0: never)")
 	fs.IntVar(&o.Attempts, "attempts", 3, "most tries of one measured run under -max-other (the last one counts whatever the noise)")
+	fs.StringVar(&o.Report, "report", "", "measure nothing: read the results JSON FILE of an earlier run, summarize it again and print the tables")
 	fs.BoolVar(&o.Serve, "serve", false, "build the databases, print the connection URLs and keep the server running until interrupted (for manual investigation)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -234,6 +236,13 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
+	}
+	if o.Report != "" {
+		if err := reReport(o.Report); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = run(ctx, o)
@@ -348,6 +357,24 @@ func run(ctx context.Context, o *options) (err error) {
 		}
 	}
 	logf("raw results in %s", o.Out)
+	return nil
+}
+
+// reReport prints the tables of an earlier run's results file.
+func reReport(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if res.Options == nil {
+		return fmt.Errorf("%s: not a results file of internal/bench", path)
+	}
+	summarize(&res)
+	fmt.Print(markdown(&res))
 	return nil
 }
 

@@ -18,12 +18,17 @@ import (
 type rateSetting struct {
 	name string
 	rate float64 // MB/s; 0: unthrottled; <0: no check at all
+	alt  bool    // add -alt-args to the check
 }
 
 func rateSettings(o *options) []rateSetting {
-	s := []rateSetting{{"no check", -1}, {"unthrottled", 0}}
+	s := []rateSetting{{name: "no check", rate: -1}, {name: "unthrottled", rate: 0}}
 	for _, r := range o.MaxRates {
-		s = append(s, rateSetting{strconv.FormatFloat(r, 'g', -1, 64) + " MB/s", r})
+		name := strconv.FormatFloat(r, 'g', -1, 64) + " MB/s"
+		s = append(s, rateSetting{name: name, rate: r})
+		if len(o.AltArgs) > 0 {
+			s = append(s, rateSetting{name: name + " " + strings.Join(o.AltArgs, " "), rate: r, alt: true})
+		}
 	}
 	return s
 }
@@ -37,7 +42,7 @@ func maxRateExperiment(ctx context.Context, c *cluster, o *options, res *Results
 	// Warm up the cache and pgbench's tables.
 	warm := *o
 	warm.PgbenchT = 5
-	if r := pgbenchRun(ctx, c, &warm, rateSetting{"warm-up", -1}); r.Error != "" {
+	if r := pgbenchRun(ctx, c, &warm, rateSetting{name: "warm-up", rate: -1}); r.Error != "" {
 		return fmt.Errorf("pgbench warm-up: %s", r.Error)
 	}
 	for rep := 1; rep <= o.MaxRateReps; rep++ {
@@ -141,7 +146,7 @@ func pgbenchRun(ctx context.Context, c *cluster, o *options, s rateSetting) MaxR
 	}()
 	if s.rate >= 0 {
 		start := time.Now()
-		r.Checks = checkLoop(ctx, c, o, s.rate, done)
+		r.Checks = checkLoop(ctx, c, o, s, done)
 		r.CheckSeconds = time.Since(start).Seconds()
 		for _, ch := range r.Checks {
 			r.BytesVerified += ch.BytesVerified
@@ -172,7 +177,7 @@ func pgbenchRun(ctx context.Context, c *cluster, o *options, s rateSetting) MaxR
 
 // checkLoop runs dbscrub checks back to back until done is closed, then
 // interrupts the running one.
-func checkLoop(ctx context.Context, c *cluster, o *options, rate float64, done <-chan struct{}) []LoopCheck {
+func checkLoop(ctx context.Context, c *cluster, o *options, s rateSetting, done <-chan struct{}) []LoopCheck {
 	var out []LoopCheck
 	for {
 		select {
@@ -183,8 +188,11 @@ func checkLoop(ctx context.Context, c *cluster, o *options, rate float64, done <
 		default:
 		}
 		args := dbscrubArgs(c, o, dbPgbench, o.MaxRateJobs, false)
-		if rate > 0 {
-			args = append(args, "--max-rate", strconv.FormatFloat(rate, 'g', -1, 64))
+		if s.rate > 0 {
+			args = append(args, "--max-rate", strconv.FormatFloat(s.rate, 'g', -1, 64))
+		}
+		if s.alt {
+			args = append(args, o.AltArgs...)
 		}
 		cmd := exec.Command(o.DbscrubBin, args...)
 		cmd.Env = pgEnv()
