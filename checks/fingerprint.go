@@ -330,6 +330,27 @@ func (r KeyRange) Where(cmp func(op string, bound Key) (string, error)) (string,
 	return " WHERE " + strings.Join(conds, " AND "), nil
 }
 
+// Split cuts the range into pieces: next returns the first bound of the
+// range it is given that lies every so many rows in (the driver's query),
+// or nil at the end. Split stops at Upper, at the end, or after max keys,
+// and returns the inner bounds found, in order.
+func (r KeyRange) Split(max int, next func(KeyRange) (Key, error)) ([]Key, error) {
+	var out []Key
+	lower := r.Lower
+	for len(out) < max {
+		k, err := next(KeyRange{Lower: lower, Upper: r.Upper})
+		if err != nil {
+			return nil, err
+		}
+		if k == nil || (r.Upper != nil && k.Equal(r.Upper)) {
+			break
+		}
+		out = append(out, k)
+		lower = k
+	}
+	return out, nil
+}
+
 // String formats the range for people: "(41, 42]", "(-inf, 1000]",
 // "(5000, +inf)".
 func (r KeyRange) String() string {

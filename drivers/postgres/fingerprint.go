@@ -756,18 +756,11 @@ func (t *Target) SplitRange(ctx context.Context, table string, r checks.KeyRange
 		return nil, err
 	}
 	defer s.close()
-	var out []checks.Key
-	lower := r.Lower
-	for len(out) < maxSplitKeys {
-		k, err := tb.bound(ctx, s.tx, checks.KeyRange{Lower: lower, Upper: r.Upper}, every)
-		if err != nil {
-			return nil, t.fpError("splitting "+table+" "+r.String(), err)
-		}
-		if k == nil || (r.Upper != nil && k.Equal(r.Upper)) {
-			break
-		}
-		out = append(out, k)
-		lower = k
+	out, err := r.Split(maxSplitKeys, func(piece checks.KeyRange) (checks.Key, error) {
+		return tb.bound(ctx, s.tx, piece, every)
+	})
+	if err != nil {
+		return nil, t.fpError("splitting "+table+" "+r.String(), err)
 	}
 	return out, nil
 }

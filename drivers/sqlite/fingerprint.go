@@ -569,18 +569,11 @@ func (t *Target) SplitRange(ctx context.Context, table string, r checks.KeyRange
 	}
 	defer conn.Close()
 	defer tx.Rollback() //nolint:errcheck // read-only
-	var out []checks.Key
-	lower := r.Lower
-	for len(out) < maxSplitKeys {
-		k, err := tb.bound(ctx, tx, checks.KeyRange{Lower: lower, Upper: r.Upper}, every)
-		if err != nil {
-			return nil, t.stmtError(ctx, "splitting "+table+" "+r.String(), err)
-		}
-		if k == nil || (r.Upper != nil && k.Equal(r.Upper)) {
-			break
-		}
-		out = append(out, k)
-		lower = k
+	out, err := r.Split(maxSplitKeys, func(piece checks.KeyRange) (checks.Key, error) {
+		return tb.bound(ctx, tx, piece, every)
+	})
+	if err != nil {
+		return nil, t.stmtError(ctx, "splitting "+table+" "+r.String(), err)
 	}
 	return out, nil
 }
