@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // A Check is one kind of integrity verification bound to a target, such as
@@ -38,9 +39,17 @@ type Task struct {
 	Key string
 	// Object is the object the task verifies, for reports.
 	Object string
-	// Cost is the estimated work in bytes; the Runner starts the largest
-	// tasks first and reports progress in bytes.
+	// Cost is the estimated work in bytes: the unit of progress, coverage
+	// and the rate limit ([WithMaxRate]).
 	Cost int64
+	// Estimate is the estimated run time of the task, when the check can
+	// tell (work per byte differs a lot between kinds of task: checking an
+	// index can cost several times what checking the same bytes of a table
+	// does). The Runner starts the longest tasks first, so that the longest
+	// ones do not end up running alone at the end; a task without an
+	// Estimate counts as one nanosecond per byte of Cost (1 GB/s). Zero
+	// means unknown; it never limits the task.
+	Estimate time.Duration
 	// Skip, when not empty, means the task is deliberately not run; it is
 	// reported as skipped with this reason. Run may then be nil.
 	Skip string

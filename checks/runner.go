@@ -11,7 +11,8 @@ import (
 )
 
 // A Runner executes checks against targets: it plans every check, then runs
-// the tasks on N workers, largest first, under the run's context, a per-task
+// the tasks on N workers, longest first (by [Task.Estimate], else by
+// [Task.Cost]), under the run's context, a per-task
 // timeout, a total time budget and an optional rate limit, and rolls the
 // results up into a [Report]. A Runner is safe for concurrent use.
 type Runner struct {
@@ -100,7 +101,7 @@ func (r *Runner) Run(ctx context.Context, t Target, cks ...Check) *Report {
 	return rep
 }
 
-// plan plans every check and returns the runnable tasks, largest first,
+// plan plans every check and returns the runnable tasks, longest first,
 // and the Observer's context of each check.
 func (r *Runner) plan(ctx context.Context, rep *Report, cks []Check) ([]*queued, []context.Context) {
 	var queue []*queued
@@ -136,7 +137,7 @@ func (r *Runner) plan(ctx context.Context, rep *Report, cks []Check) ([]*queued,
 			cr.Tasks = append(cr.Tasks, tr)
 		}
 	}
-	sort.SliceStable(queue, func(a, b int) bool { return queue[a].task.Cost > queue[b].task.Cost })
+	sort.SliceStable(queue, func(a, b int) bool { return queue[a].task.duration() > queue[b].task.duration() })
 	return queue, checkCtx
 }
 
@@ -345,4 +346,13 @@ func (p *pacer) reserve(cost int64, now time.Time) time.Duration {
 	at := p.start.Add(time.Duration(float64(p.started) / float64(p.rate) * float64(time.Second)))
 	p.started += cost
 	return at.Sub(now)
+}
+
+// duration is what the Runner orders tasks by: the task's Estimate, or one
+// nanosecond per byte of its Cost.
+func (t *Task) duration() time.Duration {
+	if t.Estimate > 0 {
+		return t.Estimate
+	}
+	return time.Duration(max(t.Cost, 0))
 }

@@ -85,26 +85,66 @@ func TestFindingsAreAnnotated(t *testing.T) {
 	}
 }
 
-func TestLargestFirst(t *testing.T) {
-	var mu sync.Mutex
-	var order []string
-	rec := func(key string, cost int64) Task {
-		tk := ok(key, cost)
-		tk.Run = func(ctx context.Context) (Result, error) {
-			mu.Lock()
-			order = append(order, key)
-			mu.Unlock()
-			return Result{Bytes: cost}, nil
-		}
-		return tk
+func TestLongestFirst(t *testing.T) {
+	type spec struct {
+		key      string
+		cost     int64
+		estimate time.Duration
 	}
-	mustRunner(t).Run(context.Background(), target(
-		check("a", rec("small", 1), rec("big", 1000)),
-		check("b", rec("medium", 100), rec("tiny", 0)),
-	))
-	want := []string{"big", "medium", "small", "tiny"}
-	if fmt.Sprint(order) != fmt.Sprint(want) {
-		t.Errorf("order = %v, want %v", order, want)
+	cases := []struct {
+		name  string
+		a, b  []spec
+		order []string
+	}{
+		{
+			name:  "by cost without estimates",
+			a:     []spec{{"small", 1, 0}, {"big", 1000, 0}},
+			b:     []spec{{"medium", 100, 0}, {"tiny", 0, 0}},
+			order: []string{"big", "medium", "small", "tiny"},
+		},
+		{
+			// An index check that costs fewer bytes but more time than a
+			// table chunk must start first.
+			name:  "by estimate",
+			a:     []spec{{"heap-1", 1000, 90 * time.Millisecond}, {"heap-2", 1000, 90 * time.Millisecond}},
+			b:     []spec{{"index", 800, 400 * time.Millisecond}, {"batch", 10, time.Millisecond}},
+			order: []string{"index", "heap-1", "heap-2", "batch"},
+		},
+		{
+			// Without an estimate a task counts 1 ns per byte.
+			name:  "mixed",
+			a:     []spec{{"estimated", 10, 2 * time.Microsecond}},
+			b:     []spec{{"bytes-3000", 3000, 0}, {"bytes-1000", 1000, 0}},
+			order: []string{"bytes-3000", "estimated", "bytes-1000"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var order []string
+			rec := func(sp spec) Task {
+				tk := ok(sp.key, sp.cost)
+				tk.Estimate = sp.estimate
+				tk.Run = func(ctx context.Context) (Result, error) {
+					mu.Lock()
+					order = append(order, sp.key)
+					mu.Unlock()
+					return Result{Bytes: sp.cost}, nil
+				}
+				return tk
+			}
+			var a, b []Task
+			for _, sp := range tc.a {
+				a = append(a, rec(sp))
+			}
+			for _, sp := range tc.b {
+				b = append(b, rec(sp))
+			}
+			mustRunner(t).Run(context.Background(), target(check("a", a...), check("b", b...)))
+			if fmt.Sprint(order) != fmt.Sprint(tc.order) {
+				t.Errorf("order = %v, want %v", order, tc.order)
+			}
+		})
 	}
 }
 

@@ -110,8 +110,12 @@ func openPostgres(f *checkFlags) (checks.Target, io.Closer, error) {
 	if f.lockTimeout > 0 {
 		opts = append(opts, postgres.WithLockTimeout(f.lockTimeout))
 	}
-	if f.chunkSize > 0 {
+	switch {
+	case f.chunkSize > 0:
 		opts = append(opts, postgres.WithChunkSize(f.chunkSize))
+	case f.maxRate > 0:
+		// Smooth pacing: chunks of about a second's worth of data.
+		opts = append(opts, postgres.WithChunkSize(postgres.ChunkSizeForRate(int64(f.maxRate*1e6))))
 	}
 	if len(f.includeSchemas) > 0 {
 		opts = append(opts, postgres.WithIncludeSchemas(f.includeSchemas...))

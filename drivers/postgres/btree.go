@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -29,6 +30,8 @@ type btreeIndex struct {
 	bytes  int64 // index size (plus the table's with heapallindexed)
 	valid  bool
 	temp   bool
+	// estimate is the expected time of the check (see estimate.go).
+	estimate time.Duration
 }
 
 var btreeIndexesQuery = lockedCTE + `SELECT n.nspname, ic.relname, tc.relname,
@@ -38,18 +41,14 @@ var btreeIndexesQuery = lockedCTE + `SELECT n.nspname, ic.relname, tc.relname,
 	i.indisvalid AND i.indisready AND i.indislive,
 	ic.relpersistence = 't',
 	` + sizeExpr("ic") + `,
-	` + sizeExpr("tc") + `
+	` + sizeExpr("tc") + `,
+	ic.relpages::bigint, ic.reltuples::float8, tc.relpages::bigint, tc.reltuples::float8
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = ic.relnamespace
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
 JOIN pg_catalog.pg_class tc ON tc.oid = i.indrelid
-LEFT JOIN LATERAL (
-	SELECT onsp.nspname, oc.relname,
-		pg_catalog.quote_ident(onsp.nspname) || '.' || pg_catalog.quote_ident(oc.relname) AS qualified
-	FROM pg_catalog.pg_class oc JOIN pg_catalog.pg_namespace onsp ON onsp.oid = oc.relnamespace
-	WHERE tc.relkind = 't' AND oc.reltoastrelid = tc.oid
-	LIMIT 1) o ON true
+` + toastOwnerJoin("tc") + `
 WHERE am.amname = 'btree' AND ic.relkind = 'i'
 ORDER BY COALESCE(o.qualified, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(tc.relname)), 6`
 
@@ -117,8 +116,10 @@ func (c *btreeCheck) indexes(ctx context.Context) ([]btreeIndex, error) {
 		var schema, name, table, oschema, oname, regname string
 		var owner sql.NullString
 		var ix btreeIndex
-		var tableBytes int64
-		if err := rows.Scan(&schema, &name, &table, &oschema, &oname, &regname, &owner, &ix.valid, &ix.temp, &ix.bytes, &tableBytes); err != nil {
+		var tableBytes, ipages, tpages int64
+		var ituples, ttuples float64
+		if err := rows.Scan(&schema, &name, &table, &oschema, &oname, &regname, &owner, &ix.valid, &ix.temp, &ix.bytes, &tableBytes,
+			&ipages, &ituples, &tpages, &ttuples); err != nil {
 			return nil, fmt.Errorf("postgres: btree: listing indexes: %w", err)
 		}
 		if owner.Valid {
@@ -135,6 +136,10 @@ func (c *btreeCheck) indexes(ctx context.Context) ([]btreeIndex, error) {
 			ix.object, ix.key = regname, regname
 			ix.ref = relRef{schema: schema, name: name}
 		}
+		bs := c.r.blockSize()
+		tablePages := tableBytes / bs
+		ix.estimate = btreeEstimate(ix.bytes/bs, density(ipages, ituples, defaultIndexEntriesPerPage),
+			t.cfg.heapAllIndexed, tablePages, float64(tablePages)*density(tpages, ttuples, defaultHeapRowsPerPage))
 		if t.cfg.heapAllIndexed {
 			ix.bytes += tableBytes
 		}
@@ -149,7 +154,7 @@ func (c *btreeCheck) indexes(ctx context.Context) ([]btreeIndex, error) {
 func (c *btreeCheck) indexTask(fn string, ix btreeIndex) checks.Task {
 	stmt := btreeStatement(fn)
 	return checks.Task{
-		Key: ix.key, Object: ix.object, Cost: ix.bytes,
+		Key: ix.key, Object: ix.object, Cost: ix.bytes, Estimate: ix.estimate,
 		Statement: resolveQuery + ";\n" + stmt + fmt.Sprintf(" -- $2 (heapallindexed) = %t", c.r.t.cfg.heapAllIndexed),
 		Run: func(ctx context.Context) (checks.Result, error) {
 			return c.r.runTask(ctx, sessionOpts{guard: true}, ix.object, func(s *session, f *findings) (checks.Result, error) {
@@ -174,16 +179,18 @@ func (c *btreeCheck) batchTask(fn string, idxs []btreeIndex) checks.Task {
 	refs := make([]relRef, len(idxs))
 	objects := make([]string, len(idxs))
 	var cost int64
+	var estimate time.Duration
 	for i, ix := range idxs {
 		refs[i], objects[i] = ix.ref, ix.object
 		cost += ix.bytes
+		estimate += ix.estimate
 	}
 	key := fmt.Sprintf("batch:%s..%s:%d", idxs[0].key, idxs[len(idxs)-1].key, len(idxs))
 	object := fmt.Sprintf("%d small indexes %s .. %s", len(idxs), idxs[0].object, idxs[len(idxs)-1].object)
 	stmt := btreeBatchStatement(fn)
 	heapAll := c.r.t.cfg.heapAllIndexed
 	return checks.Task{
-		Key: key, Object: object, Cost: cost, Statement: resolveQuery + ";\n" + stmt,
+		Key: key, Object: object, Cost: cost, Estimate: estimate, Statement: resolveQuery + ";\n" + stmt,
 		Run: func(ctx context.Context) (checks.Result, error) {
 			return c.r.runTask(ctx, sessionOpts{guard: true}, "one of "+strings.Join(objects, ", "), func(s *session, f *findings) (checks.Result, error) {
 				oids, err := s.resolve(ctx, refs)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/lib/pq"
 
@@ -34,21 +35,30 @@ type heapRel struct {
 	bytes   int64
 	temp    bool
 	toast   bool
+	// rowsPerPage is the tuple density from pg_class, for the estimates.
+	rowsPerPage float64
+}
+
+// toastOwnerJoin joins, to a relation aliased rel, the table that owns it
+// when rel is a TOAST table (o.nspname, o.relname, o.qualified; NULLs
+// otherwise). A hash join over pg_class, once, not a lookup per TOAST
+// table.
+func toastOwnerJoin(rel string) string {
+	return `LEFT JOIN (
+	SELECT oc.reltoastrelid AS toast, onsp.nspname, oc.relname,
+		pg_catalog.quote_ident(onsp.nspname) || '.' || pg_catalog.quote_ident(oc.relname) AS qualified
+	FROM pg_catalog.pg_class oc JOIN pg_catalog.pg_namespace onsp ON onsp.oid = oc.relnamespace
+	WHERE oc.reltoastrelid <> 0) o ON ` + rel + `.relkind = 't' AND o.toast = ` + rel + `.oid`
 }
 
 var heapRelsQuery = lockedCTE + `SELECT n.nspname, c.relname,
 	COALESCE(o.nspname, n.nspname), COALESCE(o.relname, c.relname),
 	pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname),
 	o.qualified, c.relpersistence = 't',
-	` + sizeExpr("c") + `
+	` + sizeExpr("c") + `, c.relpages::bigint, c.reltuples::float8
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN LATERAL (
-	SELECT onsp.nspname, oc.relname,
-		pg_catalog.quote_ident(onsp.nspname) || '.' || pg_catalog.quote_ident(oc.relname) AS qualified
-	FROM pg_catalog.pg_class oc JOIN pg_catalog.pg_namespace onsp ON onsp.oid = oc.relnamespace
-	WHERE c.relkind = 't' AND oc.reltoastrelid = c.oid
-	LIMIT 1) o ON true
+` + toastOwnerJoin("c") + `
 WHERE c.relkind IN ('r', 't', 'm')
 ORDER BY COALESCE(o.qualified, pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)), c.relkind`
 
@@ -90,7 +100,7 @@ func (c *heapCheck) Plan(ctx context.Context) ([]checks.Task, error) {
 			for start := int64(0); start < nblocks; start += chunkBlocks {
 				end := start + chunkBlocks - 1
 				open := end >= nblocks-1
-				tasks = append(tasks, c.rangeTask(fn, rel, start, end, open, bs))
+				tasks = append(tasks, c.rangeTask(fn, rel, start, end, open, bs, min(end, nblocks-1)-start+1))
 			}
 		case rel.bytes <= small:
 			batch.add(rel, rel.bytes)
@@ -120,12 +130,15 @@ func (c *heapCheck) relations(ctx context.Context) ([]heapRel, error) {
 		var schema, name, oschema, oname, display string
 		var owner sql.NullString
 		var rel heapRel
-		if err := rows.Scan(&schema, &name, &oschema, &oname, &display, &owner, &rel.temp, &rel.bytes); err != nil {
+		var relpages int64
+		var reltuples float64
+		if err := rows.Scan(&schema, &name, &oschema, &oname, &display, &owner, &rel.temp, &rel.bytes, &relpages, &reltuples); err != nil {
 			return nil, fmt.Errorf("postgres: heap: listing relations: %w", err)
 		}
 		if !f.relationOK(oschema, oname) {
 			continue
 		}
+		rel.rowsPerPage = density(relpages, reltuples, defaultHeapRowsPerPage)
 		rel.display = display
 		rel.object, rel.key = display, display
 		rel.ref = relRef{schema: schema, name: name}
@@ -165,6 +178,7 @@ func resolveOne(ctx context.Context, s *session, ref relRef) (int64, error) {
 func (c *heapCheck) wholeTask(fn string, rel heapRel) checks.Task {
 	return checks.Task{
 		Key: rel.key, Object: rel.object, Cost: rel.bytes,
+		Estimate:  heapEstimate(rel.bytes/c.r.blockSize(), rel.rowsPerPage),
 		Statement: resolveQuery + ";\n" + heapStatement(fn) + ` -- $2, $3 NULL: the whole relation`,
 		Run: func(ctx context.Context) (checks.Result, error) {
 			return c.r.runTask(ctx, sessionOpts{guard: true}, rel.object, func(s *session, f *findings) (checks.Result, error) {
@@ -185,7 +199,10 @@ func (c *heapCheck) wholeTask(fn string, rel heapRel) checks.Task {
 	}
 }
 
-func (c *heapCheck) rangeTask(fn string, rel heapRel, start, end int64, open bool, bs int64) checks.Task {
+// rangeTask verifies blocks start..end of rel (to the end of the relation
+// when open); planned is how many of those blocks the relation had when
+// the task was planned (fewer than the range for the last, open one).
+func (c *heapCheck) rangeTask(fn string, rel heapRel, start, end int64, open bool, bs, planned int64) checks.Task {
 	key := fmt.Sprintf("%s:blocks:%d-%d", rel.key, start, end)
 	object := fmt.Sprintf("%s blocks %d-%d", rel.object, start, end)
 	if open {
@@ -197,7 +214,8 @@ func (c *heapCheck) rangeTask(fn string, rel heapRel, start, end int64, open boo
 		last = -1
 	}
 	return checks.Task{
-		Key: key, Object: object, Cost: (end - start + 1) * bs,
+		Key: key, Object: object, Cost: planned * bs,
+		Estimate:  heapEstimate(planned, rel.rowsPerPage),
 		Statement: resolveQuery + ";\n" + heapStatement(fn) + fmt.Sprintf(" -- $2 = %d, $3 = min(%d, blocks - 1)", start, end),
 		Run: func(ctx context.Context) (checks.Result, error) {
 			return c.r.runTask(ctx, sessionOpts{guard: true}, object, func(s *session, f *findings) (checks.Result, error) {
@@ -235,15 +253,17 @@ func (c *heapCheck) rangeTask(fn string, rel heapRel, start, end int64, open boo
 func (c *heapCheck) batchTask(fn string, rels []heapRel) checks.Task {
 	refs := make([]relRef, len(rels))
 	var cost int64
+	var estimate time.Duration
 	for i, r := range rels {
 		refs[i] = r.ref
 		cost += r.bytes
+		estimate += heapEstimate(r.bytes/c.r.blockSize(), r.rowsPerPage)
 	}
 	key := fmt.Sprintf("batch:%s..%s:%d", rels[0].key, rels[len(rels)-1].key, len(rels))
 	object := fmt.Sprintf("%d small relations %s .. %s", len(rels), rels[0].object, rels[len(rels)-1].object)
 	stmt := heapBatchStatement(fn)
 	return checks.Task{
-		Key: key, Object: object, Cost: cost, Statement: resolveQuery + ";\n" + stmt,
+		Key: key, Object: object, Cost: cost, Estimate: estimate, Statement: resolveQuery + ";\n" + stmt,
 		Run: func(ctx context.Context) (checks.Result, error) {
 			crashObject := "one of " + strings.Join(objectsOf(rels), ", ")
 			return c.r.runTask(ctx, sessionOpts{guard: true}, crashObject, func(s *session, f *findings) (checks.Result, error) {

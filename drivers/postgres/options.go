@@ -227,7 +227,9 @@ func patternOption(what string, patterns []string, field func(*config) *[]patter
 // a quarter of the chunk size and 200 relations per task) in one statement,
 // saving a round trip per relation. The same batching applies to small
 // indexes in the btree check. The default is 256 MiB; bytes must be at
-// least one block (8 kB).
+// least one block (8 kB). Under a rate limit ([checks.WithMaxRate]) use
+// [ChunkSizeForRate]: the Runner paces task starts, so chunks of about a
+// second's worth of data keep the pace smooth.
 func WithChunkSize(bytes int64) Option {
 	return func(c *config) error {
 		if bytes < 8192 {
@@ -236,6 +238,22 @@ func WithChunkSize(bytes int64) Option {
 		c.chunkSize = bytes
 		return nil
 	}
+}
+
+// ChunkSizeForRate returns the chunk size ([WithChunkSize]) for a check
+// limited to bytesPerSecond ([checks.WithMaxRate]): about one second's
+// worth of data, at least 8 MiB and at most [DefaultChunkSize], a whole
+// number of MiB. The Runner paces the starts of tasks, and each task then
+// runs at full speed; with chunks of a second or less the load stays close
+// to the limit instead of coming in bursts. Index checks cannot be split:
+// each one runs at full speed whatever the limit (with heapallindexed, that
+// includes a scan of the whole table).
+func ChunkSizeForRate(bytesPerSecond int64) int64 {
+	const mib = 1 << 20
+	if bytesPerSecond <= 0 {
+		return DefaultChunkSize
+	}
+	return min(max(bytesPerSecond/mib*mib, 8*mib), DefaultChunkSize)
 }
 
 // WithRecoveryWait bounds how long a task whose connection died waits for

@@ -338,6 +338,20 @@ func TestBlockRanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The ranges cost what the table holds (the last, open range only its
+	// real size, not a whole chunk), and each has a time estimate.
+	var planned int64
+	for _, tk := range tasks {
+		if strings.HasPrefix(tk.Key, "public.big:blocks:") {
+			planned += tk.Cost
+			if tk.Estimate <= 0 {
+				t.Errorf("%s: no time estimate", tk.Key)
+			}
+		}
+	}
+	if planned != blocks*8192 {
+		t.Errorf("the ranges are costed %d bytes; the table has %d", planned, blocks*8192)
+	}
 	d.exec(t, "TRUNCATE big")
 	for _, tk := range tasks {
 		if _, err := tk.Run(testCtx(t)); err != nil {

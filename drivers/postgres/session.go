@@ -67,6 +67,54 @@ func (i incarnation) String() string {
 		i.start.Format(time.RFC3339), i.checkpointer, i.statsReset.Format(time.RFC3339Nano))
 }
 
+// incarnations remembers the incarnation each pooled connection (by
+// backend pid) saw when it first opened a session. A server that restarts
+// or reinitializes after a crash closes every connection, so a connection
+// that is still open lives in the incarnation it first saw; the postmaster
+// start time, read with every session, and the pid tell a new connection.
+type incarnations struct {
+	mu  sync.Mutex
+	pid map[int64]incarnation
+}
+
+// get returns the incarnation seen by the connection of backend pid in
+// the life of the postmaster that started at start.
+func (c *incarnations) get(pid int64, start time.Time) (incarnation, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	inc, ok := c.pid[pid]
+	if !ok || !inc.start.Equal(start) {
+		return incarnation{}, false
+	}
+	return inc, true
+}
+
+// put records the incarnation a new connection saw. It keeps at most a
+// few hundred entries (a pool that churns connections forgets the oldest
+// at random; they are read again when needed).
+func (c *incarnations) put(pid int64, inc incarnation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pid == nil {
+		c.pid = map[int64]incarnation{}
+	}
+	if len(c.pid) >= 256 {
+		for k := range c.pid {
+			delete(c.pid, k)
+			break
+		}
+	}
+	c.pid[pid] = inc
+}
+
+// forget drops what is known of the connection of backend pid (its
+// connection was lost).
+func (c *incarnations) forget(pid int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.pid, pid)
+}
+
 // sessionOpts says how to open a session.
 type sessionOpts struct {
 	repeatableRead bool // REPEATABLE READ READ ONLY (else READ ONLY)
@@ -245,19 +293,32 @@ func (t *Target) tryBegin(ctx context.Context, o sessionOpts) (_ *session, err e
 		args = append(args, st.name, st.value)
 	}
 	q.WriteString(`pg_catalog.current_setting('zero_damaged_pages'), pg_catalog.current_setting('ignore_checksum_failure'),
-	pg_catalog.pg_backend_pid(), ` + incarnationColumns)
-	dest := make([]any, len(sets), len(sets)+6)
+	pg_catalog.pg_backend_pid(), pg_catalog.pg_postmaster_start_time()`)
+	dest := make([]any, len(sets), len(sets)+4)
 	for i := range dest {
 		dest[i] = new(any)
 	}
 	var zdp, icf string
-	incDest, incDone := s.inc.scan()
-	dest = append(dest, &zdp, &icf, &s.pid)
-	dest = append(dest, incDest...)
+	var start time.Time
+	dest = append(dest, &zdp, &icf, &s.pid, &start)
 	if err := s.tx.QueryRowContext(ctx, q.String(), args...).Scan(dest...); err != nil {
 		return nil, err
 	}
-	incDone()
+	// The rest of the incarnation (the checkpointer's pid, the statistics
+	// reset time) costs a scan of the activity and bgwriter statistics:
+	// read it once per connection, not once per task.
+	inc, ok := t.incs.get(s.pid, start)
+	if !ok {
+		incDest, incDone := inc.scan()
+		if err := s.tx.QueryRowContext(ctx, `SELECT `+incarnationColumns).Scan(incDest...); err != nil {
+			return nil, err
+		}
+		incDone()
+		if inc.start.Equal(start) {
+			t.incs.put(s.pid, inc)
+		}
+	}
+	s.inc = inc
 	if o.guard {
 		for _, g := range []struct{ name, val string }{{"zero_damaged_pages", zdp}, {"ignore_checksum_failure", icf}} {
 			if g.val == "on" {
@@ -481,6 +542,7 @@ func (t *Target) waitForServer(ctx context.Context) (incarnation, error) {
 func (s *session) lost(ctx context.Context, object string, cause error, verifying bool) ([]checks.Finding, error) {
 	t := s.t
 	s.close()
+	t.incs.forget(s.pid)
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("postgres: verifying %s interrupted: %w", object, context.Cause(ctx))
 	}

@@ -91,6 +91,7 @@ type Target struct {
 	info     checks.TargetInfo
 	closed   bool
 	setAppNm bool // SET LOCAL application_name in each transaction
+	incs     incarnations
 }
 
 // Open returns a Target for the database named by dsn, with a connection
@@ -316,6 +317,14 @@ func (r *run) capabilities(ctx context.Context) (*Capabilities, error) {
 		r.caps, r.err = r.t.prepare(ctx, r.needAmcheck)
 	})
 	return r.caps, r.err
+}
+
+// blockSize is the server's block size, once probed (8192 before).
+func (r *run) blockSize() int64 {
+	if r.caps != nil && r.caps.BlockSize > 0 {
+		return r.caps.BlockSize
+	}
+	return 8192
 }
 
 // dsnSecrets returns the passwords dsn may hold, to scrub from messages.
