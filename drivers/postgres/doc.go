@@ -56,7 +56,11 @@
 //
 // Task costs are relation sizes in bytes (pg_relation_size, or relpages
 // for a relation someone holds an exclusive lock on, so that planning never
-// queues behind DDL).
+// queues behind DDL). Each heap and btree task also carries a time
+// estimate from pg_class (relpages and reltuples, as of the last VACUUM or
+// ANALYZE) and a model of amcheck's cost per page, row and index entry, so
+// that the runner starts a big index before the heap chunks of its table
+// instead of leaving it to run alone at the end.
 //
 // # What each finding means
 //
