@@ -40,7 +40,7 @@ var (
 )
 
 // A Fingerprinter is a live database that can fingerprint its tables. The
-// PostgreSQL and SQLite targets implement it.
+// PostgreSQL, SQLite and SQL Server targets implement it.
 type Fingerprinter interface {
 	// Fingerprint fingerprints every table (or those the options select)
 	// in one consistent snapshot.
@@ -49,7 +49,8 @@ type Fingerprinter interface {
 
 // A RangeHasher is a live database that can fingerprint given key ranges of
 // one table, which lets [Narrow] locate differences below a fingerprint's
-// chunk size by bisection. The PostgreSQL and SQLite targets implement it.
+// chunk size by bisection. The PostgreSQL, SQLite and SQL Server targets
+// implement it.
 type RangeHasher interface {
 	// HashRanges fingerprints the given key ranges of table (a name as in
 	// [TableFingerprint].Name), all in one snapshot, and returns one chunk
@@ -126,7 +127,8 @@ type RangeHasher interface {
 // verifies that, so a damaged file is refused.
 type Fingerprint struct {
 	SchemaVersion int `json:"schema_version"`
-	// Engine is the OpenTelemetry db.system.name ("postgresql", "sqlite").
+	// Engine is the OpenTelemetry db.system.name ("postgresql", "sqlite",
+	// "microsoft.sql_server").
 	Engine string `json:"engine"`
 	// ServerVersion is the engine version.
 	ServerVersion string `json:"server_version,omitempty"`
@@ -156,8 +158,8 @@ type Column struct {
 
 // TableFingerprint is the fingerprint of one table.
 type TableFingerprint struct {
-	// Name is the table's name: "schema.table" on PostgreSQL (unquoted),
-	// the table name on SQLite.
+	// Name is the table's name: "schema.table" on PostgreSQL and SQL
+	// Server (unquoted), the table name on SQLite.
 	Name string `json:"name"`
 	// Columns are the columns hashed, in order.
 	Columns []Column `json:"columns"`

@@ -121,7 +121,7 @@ func cmdFingerprint(ctx context.Context, args []string, stdout, stderr io.Writer
 	)
 	fs := flag.NewFlagSet("dbscrub fingerprint", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&dsn, "dsn", "", "database to fingerprint: postgres://..., sqlite://PATH or a file path (default $DBSCRUB_DSN)")
+	fs.StringVar(&dsn, "dsn", "", "database to fingerprint: postgres://..., sqlserver://..., sqlite://PATH or a file path (default $DBSCRUB_DSN)")
 	fs.StringVar(&output, "o", "", "write the fingerprint to this file instead of stdout")
 	fs.StringVar(&output, "output", "", "same as -o")
 	fs.StringVar(&boundsFrom, "bounds-from", "", "cut tables into the chunks of this earlier fingerprint, so the two compare chunk by chunk")

@@ -141,7 +141,7 @@ func TestCompareBadInput(t *testing.T) {
 		{"fingerprint bad jobs", []string{"fingerprint", "--dsn", orig, "--jobs", "0"}, "jobs must be at least 1"},
 		{"fingerprint missing file", []string{"fingerprint", "--dsn", "/nonexistent/app.db"}, "does not exist"},
 		{"fingerprint unreachable", []string{"fingerprint", "--dsn", "postgres://u:" + secret + "@127.0.0.1:1/db?connect_timeout=2&sslmode=disable"}, "cannot connect"},
-		{"fingerprint sql server", []string{"fingerprint", "--dsn", "sqlserver://sa:" + secret + "@127.0.0.1:1?database=x"}, "SQL Server cannot take fingerprints yet"},
+		{"fingerprint sql server unreachable", []string{"fingerprint", "--dsn", "sqlserver://sa:" + secret + "@127.0.0.1:1?database=x"}, "cannot connect to SQL Server"},
 		{"compare one argument", []string{"compare", good}, "want two arguments"},
 		{"compare three arguments", []string{"compare", good, good, good}, "want two arguments"},
 		{"compare bad format", []string{"compare", good, good, "--format", "xml"}, "--format must be text or json"},

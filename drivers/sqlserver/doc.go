@@ -6,7 +6,8 @@
 // DBCC CHECKDB, the PAGE_VERIFY option and the backup history. It does
 // what Ola Hallengren's DatabaseIntegrityCheck and dbatools'
 // Get-DbaLastGoodCheckDb / Get-DbaSuspectPage do, with findings instead of
-// log text.
+// log text. And it takes content fingerprints (see Fingerprints below), to
+// prove that a copy holds every row of the original.
 //
 // # Connecting
 //
@@ -89,6 +90,97 @@
 // timeout 1222 and deadlock 1205, both retried once by the Runner;
 // timeouts; syntax ...).
 //
+// # Fingerprints
+//
+// [Target.Fingerprint] proves what the database holds, to compare a copy
+// (a restored backup, a migration, a new disk) with the original (see
+// [checks.Fingerprint], [checks.Compare], `dbscrub fingerprint` and
+// `dbscrub compare`): for every user table, the row count and an
+// order-independent hash of every row, computed by the server in
+// primary-key chunks sized by time ([checks.WithChunkTime], about half a
+// second each). [Target.HashRanges] and [Target.SplitRange] let
+// [checks.Narrow] locate a difference down to single rows. It needs SQL
+// Server 2016 or later, Azure SQL Database or Managed Instance, and SELECT
+// on every table (db_datareader); a table the login cannot read is an
+// error, never left out silently ([checks.WithExcludeTables] leaves it
+// out).
+//
+// Each chunk is one statement (bounds are parameters, converted back to the
+// key column's type, and collation, in SQL):
+//
+//	SELECT COUNT_BIG(*) AS row_count,
+//	  CONVERT(varchar(40), COALESCE(SUM(CONVERT(decimal(38,0), CONVERT(bigint, SUBSTRING(r.h, 1, 8)))), 0)) AS lane0,
+//	  CONVERT(varchar(40), COALESCE(SUM(CONVERT(decimal(38,0), CONVERT(bigint, SUBSTRING(r.h, 9, 8)))), 0)) AS lane1
+//	FROM [dbo].[Orders] AS t
+//	CROSS APPLY (SELECT HASHBYTES('SHA2_256', (SELECT t.[OrderID] AS [c0], t.[Note] AS [c1], ...
+//	  FOR JSON PATH, WITHOUT_ARRAY_WRAPPER, INCLUDE_NULL_VALUES)) AS h) AS r
+//	WHERE t.[OrderID] > CONVERT(int, @p1) AND t.[OrderID] <= CONVERT(int, @p2);
+//
+// Each row becomes a JSON object in which NULL is null and an empty string
+// "" (so they hash differently), with positional names (a column named
+// "a.b" would nest), hashed with SHA-256 over its UTF-16 text (so the
+// collation and code page of a varchar column do not matter, only its
+// characters). Bytes 1-8 and 9-16 of the hash, read as signed bigints, are
+// the two 64-bit lanes of [checks.Digest]; they are summed exactly as
+// decimal(38,0), which cannot overflow below 10^19 rows, and reduced
+// modulo 2^64 in Go (the same as summing them unsigned). Sums do not
+// depend on the order rows are read in. A composite key's bound expands to
+// (k1 > @a) OR (k1 = @a AND k2 > @b) behind k1 >= @a; chunk bounds are
+// found with ORDER BY key OFFSET n ROWS FETCH NEXT 1 ROWS ONLY.
+//
+// How values are rendered, and why:
+//
+//	int, bigint, smallint, tinyint, bit   as FOR JSON writes them (exact)
+//	char, varchar, nchar, nvarchar        as FOR JSON writes them: a JSON string, escaped
+//	binary, varbinary                     as FOR JSON writes them: base64
+//	uniqueidentifier                      as FOR JSON writes it
+//	float, real                           CONVERT(varchar(30), c, 3): 17 (9) digits, lossless; FOR JSON's
+//	                                      own number format is not documented to be exact
+//	decimal, numeric                      CONVERT(varchar(50), c): every digit of the scale
+//	money, smallmoney                     CONVERT(varchar(30), c, 2): four decimals (style 0 rounds to two)
+//	date, time, datetime, datetime2,      CONVERT(varchar(40), c, 121): every fractional digit of the
+//	smalldatetime, datetimeoffset         type and the offset, whatever SET LANGUAGE and DATEFORMAT say
+//	text, ntext, image, xml               converted to varchar(max), nvarchar(max), varbinary(max),
+//	                                      nvarchar(max) (xml as SQL Server serializes the stored value)
+//	sql_variant                           its BaseType, ':', and its value's bytes (varbinary, style 1):
+//	                                      1 (int) and '1' (varchar) differ, floats and dates stay exact
+//	geography, geometry, hierarchyid,     CONVERT(varbinary(max), c): their serialized bytes (FOR JSON
+//	CLR user-defined types                refuses CLR types)
+//
+// Not hashed, and named in the table's note: computed columns (derived from
+// the others; a non-deterministic one would change every time), sparse
+// column sets (the sparse columns themselves are hashed) and rowversion
+// (timestamp) columns, which the server assigns and which differ in every
+// copy that was not restored from a backup. Temporal period columns are
+// hashed: a copy made by reloading rows, rather than a restore, has new
+// ones. Memory-optimized tables cannot be read inside the fingerprint's
+// transaction: exclude them. External tables are left out. A table
+// without a primary key, or whose key has a type that cannot bound a chunk
+// (sql_variant, a CLR type other than hierarchyid), is one whole-table
+// aggregate, flagged keyed:false with a note. Key bounds are written as
+// JSON numbers (integer, bit, decimal, money) or as SQL Server's text
+// (float style 3, dates style 121, binary 0x..., GUIDs, hierarchyid paths).
+// The type names and scales of columns are part of the fingerprint: a copy
+// whose column types differ (datetime vs datetime2) does not compare equal.
+//
+// Consistency: the whole fingerprint runs on one connection in one
+// transaction, with the session setup above (lock timeout, deadlock
+// priority low). When the database has ALLOW_SNAPSHOT_ISOLATION ON, it is
+// a SNAPSHOT transaction: every chunk sees the same committed state, rows
+// are not locked and writers never wait (the version store in tempdb keeps
+// the row versions it needs until it ends). Otherwise it is a READ
+// COMMITTED transaction and [checks.Fingerprint].Snapshot starts with "NOT
+// ONE SNAPSHOT" (and a warning is logged): each chunk is read at its own
+// moment, with short shared row locks (or row versions under
+// READ_COMMITTED_SNAPSHOT), so rows written meanwhile may show as
+// differences; run ALTER DATABASE ... SET ALLOW_SNAPSHOT_ISOLATION ON for
+// a consistent fingerprint of a database in use. A READ_ONLY database, a
+// database snapshot and a readable secondary (where SQL Server maps every
+// read to snapshot isolation) are consistent without it, and the Snapshot
+// field says which. No table lock is ever taken, nothing is written, and
+// the transaction is rolled back at the end. SQL Server cannot share a
+// snapshot between sessions, so [checks.WithFingerprintJobs] has no effect.
+//
 // # Database states, availability groups, Azure
 //
 // The capability probe ([Target.Probe]) reads the version, edition and
@@ -151,6 +243,7 @@
 //	backups          SELECT on msdb.dbo.backupset (a user in msdb)
 //	last_known_good  CONNECT to the database
 //	page_verify      CONNECT to the database
+//	fingerprint      SELECT on every table fingerprinted (db_datareader)
 //
 // A login for every check, without sysadmin:
 //
@@ -182,7 +275,10 @@
 // database (dbscrub_test_<random>, dropped afterwards), check it is
 // healthy after a clean CHECKDB and a backup WITH CHECKSUM, then damage a
 // page of it with DBCC WRITEPAGE and check that checkdb and checktable
-// report it (package sqlservertest has the helpers).
+// report it (package sqlservertest has the helpers). The fingerprint test
+// fills tables with every type whose rendering needs care, fingerprints
+// them twice (READ COMMITTED, then SNAPSHOT), changes a row and a NULL to
+// an empty string, and checks that the comparison locates both.
 //
 // # Seeing dbscrub catch corruption
 //

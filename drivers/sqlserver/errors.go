@@ -53,6 +53,7 @@ var permissionRemedy = map[string]string{
 	CheckBackups:       "reading msdb.dbo.backupset needs a user in msdb with SELECT on it: USE msdb; CREATE USER [user] FOR LOGIN [login]; GRANT SELECT ON dbo.backupset TO [user]",
 	CheckLastKnownGood: "DATABASEPROPERTYEX needs only CONNECT to the database: check that the login has a user in it",
 	CheckPageVerify:    "sys.databases shows the current database to every user: check that the login has a user in the database",
+	checkFingerprint:   "a fingerprint needs SELECT on every table it reads: in the database, ALTER ROLE db_datareader ADD MEMBER [user] (or GRANT SELECT ON SCHEMA::[dbo] TO [user]), or leave the tables out (--exclude-table)",
 	"probe":            "the probe needs CONNECT to the database; VIEW SERVER STATE (SQL Server 2022: VIEW SERVER PERFORMANCE STATE) lets it see the availability-group role: GRANT VIEW SERVER STATE TO [login]",
 }
 

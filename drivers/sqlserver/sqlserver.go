@@ -60,7 +60,8 @@ func Catalog() []checks.CheckInfo {
 }
 
 // Target is one SQL Server database that checks run against. It implements
-// [checks.Target]. Make one with [Open] (dbscrub owns the connection pool)
+// [checks.Target], and [checks.Fingerprinter] and [checks.RangeHasher] (see
+// [Target.Fingerprint]). Make one with [Open] (dbscrub owns the connection pool)
 // or [New] (you lend it yours). A Target is safe for concurrent use.
 //
 // Every task runs on its own connection, which first runs
