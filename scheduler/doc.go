@@ -52,6 +52,23 @@
 // for one night is verified across several. See rolling.go for the exact
 // rules.
 //
+// # Extra checks and counters
+//
+// Besides the target's checks selected by name, a plan may run
+// [Plan.Extra] checks, built for each run against the run's target:
+// [CompareFingerprint] compares the target with a stored fingerprint,
+// [CompareDatabase] with another database (a restored backup), each as the
+// check "fingerprint" whose differences are corruption findings naming the
+// tables and key ranges. They share the runner, history, coverage, alarms,
+// telemetry and stale rule of the named checks, and a comparison that
+// could not run is not verified, never healthy.
+//
+// Every run carries the target's [Counters] in its context
+// ([checks.CountersFrom]): the last seen value of counters such as
+// PostgreSQL's checksum_failures, so that a check reports what changed
+// since the previous run. Values set during a run are stored once the run
+// is recorded.
+//
 // # History, alarms, telemetry
 //
 // Every run is recorded in a history.Store (in memory by default; the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/dbscrub/dbscrub/checks"
@@ -92,4 +93,40 @@ func ExampleParseWindow() {
 	fmt.Println(w, err)
 	// Output:
 	// CRON_TZ=UTC 30 22 * * * for 5h30m0s <nil>
+}
+
+// Compare a database every night with the fingerprint taken before it
+// moved to a new disk (dbscrub fingerprint -o). Any difference raises a
+// corruption alarm naming the table and the key range; a file that cannot
+// be read raises not_verified.
+func ExampleCompareFingerprint() {
+	ctx := context.Background()
+	s, err := scheduler.New(ctx)
+	if err != nil {
+		panic(err)
+	}
+	load := func(context.Context) (*checks.Fingerprint, error) {
+		f, err := os.Open("/var/lib/dbscrub/orders-before-move.json")
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return checks.ReadFingerprint(f)
+	}
+	err = s.Register(ctx, scheduler.Target{
+		Name:   "orders",
+		Target: exampleTarget{}, // a driver's target that can fingerprint: postgres.Open(dsn), sqlite.Open(path)
+		Plan: scheduler.Plan{
+			Checks:   []string{"heap", "btree"},
+			Schedule: scheduler.Schedule{Cron: "0 2 * * *"},
+			Extra: []scheduler.ExtraCheck{
+				scheduler.CompareFingerprint(load, checks.WithFingerprintOptions(checks.WithTables("public.*"))),
+			},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	s.Start()
+	defer s.Shutdown(ctx)
 }

@@ -94,7 +94,8 @@ func (s *Scheduler) execute(ctx context.Context, e *entry, trig history.Trigger,
 	e.mu.Lock()
 	e.runningSince = start
 	e.mu.Unlock()
-	rep, cycles := s.runChecks(ctx, e, trig, start, deadline)
+	counters := newRunCounters(s.store, e.name, s.cfg.clock)
+	rep, cycles := s.runChecks(ctx, e, trig, start, deadline, counters)
 	finished := s.cfg.clock.Now()
 	e.mu.Lock()
 	e.runningSince = time.Time{}
@@ -109,6 +110,10 @@ func (s *Scheduler) execute(ctx context.Context, e *entry, trig history.Trigger,
 	defer cancel()
 	if _, err := s.store.RecordRun(rctx, run); err != nil {
 		s.cfg.logger.Error("dbscrub: could not record run", "target", e.name, "error", err)
+	} else if err := counters.commit(rctx); err != nil {
+		// The next run compares with the older values: it reports again
+		// what this one reported, rather than nothing.
+		s.cfg.logger.Error("dbscrub: could not record counters", "target", e.name, "error", err)
 	}
 	if states, err := s.store.CheckStates(rctx, e.name); err != nil {
 		s.cfg.logger.Error("dbscrub: could not read check states", "target", e.name, "error", err)
@@ -157,10 +162,10 @@ func (f failedTarget) Checks(...string) ([]checks.Check, error) { return nil, f.
 // runChecks opens the target and runs its checks; it always returns a
 // report (scrubbed of the target's secrets) and the rolling cycles to
 // record.
-func (s *Scheduler) runChecks(ctx context.Context, e *entry, trig history.Trigger, start, deadline time.Time) (*checks.Report, map[string]time.Time) {
+func (s *Scheduler) runChecks(ctx context.Context, e *entry, trig history.Trigger, start, deadline time.Time, counters *runCounters) (*checks.Report, map[string]time.Time) {
 	plan := e.t.Plan
 	sec := secrets(e.t.Secrets)
-	ctx = context.WithValue(ctx, countersKey{}, targetCounters{store: s.store, target: e.name, clock: s.cfg.clock})
+	ctx = checks.WithCounters(ctx, counters)
 
 	logger := s.cfg.logger
 	if !sec.none() {
@@ -226,6 +231,12 @@ func (s *Scheduler) runChecks(ctx context.Context, e *entry, trig history.Trigge
 	if err != nil {
 		return s.failed(ctx, runner, e, sec, fmt.Errorf("could not select checks: %w", err)), nil
 	}
+	extras, closeExtras, err := buildExtras(ctx, plan.Extra, target, cks, sec)
+	if err != nil {
+		return s.failed(ctx, runner, e, sec, err), nil
+	}
+	defer closeExtras(logger)
+	cks = append(cks, extras...)
 	var rolls []*rollingCheck
 	if trig != history.TriggerGate {
 		for i, ck := range cks {
@@ -276,3 +287,68 @@ func (s *Scheduler) failed(ctx context.Context, runner *checks.Runner, e *entry,
 	sec.report(rep)
 	return rep
 }
+
+// buildExtras builds the plan's extra checks for one run. A check that
+// cannot be built is replaced by one that fails to plan with the reason,
+// so that it is reported under its name as not verified. An extra check
+// named like one of the target's checks fails the whole run: two checks
+// of one name would mix up their history. closeAll closes what the
+// checks opened.
+func buildExtras(ctx context.Context, extra []ExtraCheck, target checks.Target, cks []checks.Check, sec secrets) (out []checks.Check, closeAll func(*slog.Logger), err error) {
+	var closers []io.Closer
+	closeAll = func(logger *slog.Logger) {
+		for _, c := range closers {
+			if err := c.Close(); err != nil {
+				logger.Warn("dbscrub: closing an extra check", "error", sec.err(err))
+			}
+		}
+	}
+	if len(extra) == 0 {
+		return nil, closeAll, nil
+	}
+	names := map[string]bool{}
+	for _, ck := range cks {
+		if ck != nil {
+			names[ck.Name()] = true
+		}
+	}
+	for _, x := range extra {
+		if names[x.Name] {
+			return nil, closeAll, fmt.Errorf("extra check %q has the name of one of the target's checks; rename one of them", x.Name)
+		}
+	}
+	for _, x := range extra {
+		ck, err := x.Build(ctx, target)
+		if err == nil && ck == nil {
+			err = errors.New("its Build function returned no check")
+		}
+		if err == nil && ck.Name() != x.Name {
+			if c, ok := ck.(io.Closer); ok {
+				closers = append(closers, c)
+			}
+			err = fmt.Errorf("its Build function returned a check named %q", ck.Name())
+		}
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil {
+				err = fmt.Errorf("interrupted (%v): %w", cause, err)
+			}
+			out = append(out, unpreparedCheck{name: x.Name, err: sec.err(fmt.Errorf("could not prepare the check: %w", err))})
+			continue
+		}
+		if c, ok := ck.(io.Closer); ok {
+			closers = append(closers, c)
+		}
+		out = append(out, ck)
+	}
+	return out, closeAll, nil
+}
+
+// unpreparedCheck stands for an extra check that could not be built: it
+// fails to plan with the reason (status error, not_verified alarm).
+type unpreparedCheck struct {
+	name string
+	err  error
+}
+
+func (u unpreparedCheck) Name() string                                { return u.name }
+func (u unpreparedCheck) Plan(context.Context) ([]checks.Task, error) { return nil, u.err }

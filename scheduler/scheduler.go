@@ -663,16 +663,28 @@ func (e *entry) setStates(states []history.CheckState) {
 }
 
 // checkNames returns the checks the target is expected to run: the plan's
-// when it names them, else those seen in the history.
+// when it names them, else those seen in the history; with the plan's
+// extra checks once any check is known (before that, the stale rule is
+// about the whole target).
 func (e *entry) checkNamesLocked() []string {
+	var names []string
 	if len(e.t.Plan.Checks) > 0 {
-		return e.t.Plan.Checks
+		names = slices.Clone(e.t.Plan.Checks)
+	} else {
+		names = make([]string, 0, len(e.states))
+		for n := range e.states {
+			names = append(names, n)
+		}
+		slices.Sort(names)
 	}
-	names := make([]string, 0, len(e.states))
-	for n := range e.states {
-		names = append(names, n)
+	if len(names) == 0 {
+		return names
 	}
-	slices.Sort(names)
+	for _, x := range e.t.Plan.Extra {
+		if !slices.Contains(names, x.Name) {
+			names = append(names, x.Name)
+		}
+	}
 	return names
 }
 

@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -537,4 +539,66 @@ func TestUnregister(t *testing.T) {
 	}
 	// The name can be registered again.
 	h.register(Target{Name: "a", Target: &fakeTarget{checks: []*fakeCheck{newCheck("heap", tasksOf(1)...)}}, Plan: sched})
+}
+
+// failingStore fails RecordRun while fail is set.
+type failingStore struct {
+	history.Store
+	fail atomic.Bool
+}
+
+func (f *failingStore) RecordRun(ctx context.Context, run *history.Run) (int64, error) {
+	if f.fail.Load() {
+		return 0, errors.New("disk full")
+	}
+	return f.Store.RecordRun(ctx, run)
+}
+
+// TestCountersCommittedAfterRecord: a value set during a run is seen by
+// the run itself at once, and stored only once the run is recorded, so a
+// run whose findings were lost does not move the counter past them.
+func TestCountersCommittedAfterRecord(t *testing.T) {
+	store := &failingStore{Store: history.NewMemory()}
+	h := newHarness(t, WithStore(store))
+	next := int64(5)
+	var seen []int64
+	ck := newCheck("checksums", fakeTask{key: "db", object: "database app", cost: 1, run: func(ctx context.Context) (checks.Result, error) {
+		c, ok := checks.CountersFrom(ctx) // what a driver uses
+		if !ok {
+			return checks.Result{}, errors.New("no counters in the run context")
+		}
+		last, found, err := c.Last(ctx, "checksum_failures")
+		if err != nil {
+			return checks.Result{}, err
+		}
+		if !found {
+			last.Value = -1
+		}
+		seen = append(seen, last.Value)
+		if err := c.Set(ctx, "checksum_failures", next); err != nil {
+			return checks.Result{}, err
+		}
+		if now, _, _ := c.Last(ctx, "checksum_failures"); now.Value != next {
+			return checks.Result{}, fmt.Errorf("Last after Set = %d, want %d", now.Value, next)
+		}
+		return checks.Result{Objects: 1}, nil
+	}})
+	h.register(Target{Name: "db", Target: &fakeTarget{checks: []*fakeCheck{ck}}, Plan: Plan{Schedule: Schedule{Every: 24 * time.Hour}}})
+	if r := h.runNow("db"); r.Status != checks.StatusHealthy {
+		t.Fatalf("run: %s %s", r.Status, r.Reason)
+	}
+	store.fail.Store(true)
+	next = 9
+	h.runNow("db") // not recorded: the counter stays at 5
+	if c, _, _ := store.Counter(context.Background(), "db", "checksum_failures"); c.Value != 5 || !c.SeenAt.Equal(t0) {
+		t.Fatalf("counter after an unrecorded run: %+v", c)
+	}
+	store.fail.Store(false)
+	h.runNow("db")
+	if c, _, _ := store.Counter(context.Background(), "db", "checksum_failures"); c.Value != 9 {
+		t.Fatalf("counter: %+v", c)
+	}
+	if want := []int64{-1, 5, 5}; !slices.Equal(seen, want) {
+		t.Fatalf("values seen %v, want %v", seen, want)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -81,6 +82,31 @@ type Plan struct {
 	// [checks.WithMaxRate], ...). The scheduler's own settings (jobs, task
 	// timeout, budget, observer, logger) take precedence.
 	Options []checks.Option
+	// Extra are checks that run besides the target's checks named by
+	// Checks (or its defaults): checks that need more than a name, such as
+	// a comparison with a stored fingerprint ([CompareFingerprint]) or
+	// with another database ([CompareDatabase]). Each is built for every
+	// run, against the target of the run, and then goes through the same
+	// runner, history, coverage, rolling coverage, alarms, telemetry and
+	// stale rule as the named checks.
+	Extra []ExtraCheck
+}
+
+// ExtraCheck is a check a [Plan] runs besides the target's named checks.
+type ExtraCheck struct {
+	// Name is the name of the check in reports, the history, alarms and
+	// metrics. The check Build returns must have it. It must be unique
+	// among the plan's extra checks and differ from the names of the
+	// target's checks (a run whose target has a check of the same name
+	// fails, not verified).
+	Name string
+	// Build returns the check for one run; t is the target of the run
+	// (the Target, or what Open returned). When the check implements
+	// io.Closer, it is closed after the run. An error (the check cannot
+	// be prepared: a file is unreadable, a second database cannot be
+	// opened) makes the check's status error, with a not_verified alarm:
+	// never healthy, never silent.
+	Build func(ctx context.Context, t checks.Target) (checks.Check, error)
 }
 
 // Schedule says when a target's runs start: a cron expression, or an
@@ -352,6 +378,20 @@ func (t *Target) validate(loc *time.Location, now time.Time) (compiled, *compile
 	case p.TaskTimeout < 0:
 		return bad("negative task timeout %s", p.TaskTimeout)
 	}
+	extra := map[string]bool{}
+	for i, x := range p.Extra {
+		switch {
+		case x.Name == "" || strings.TrimSpace(x.Name) != x.Name:
+			return bad("extra check %d: want a name without surrounding spaces, got %q", i, x.Name)
+		case x.Build == nil:
+			return bad("extra check %q: no Build function", x.Name)
+		case extra[x.Name]:
+			return bad("extra check %q given twice", x.Name)
+		case slices.Contains(p.Checks, x.Name):
+			return bad("extra check %q has the name of a check in Checks", x.Name)
+		}
+		extra[x.Name] = true
+	}
 	if _, err := checks.NewRunner(p.Options...); err != nil {
 		return compiled{}, nil, 0, fmt.Errorf("target %q: %w", t.Name, err)
 	}
@@ -379,5 +419,6 @@ func (t Target) clone() Target {
 	t.Secrets = append([]string(nil), t.Secrets...)
 	t.Plan.Checks = append([]string(nil), t.Plan.Checks...)
 	t.Plan.Options = append([]checks.Option(nil), t.Plan.Options...)
+	t.Plan.Extra = append([]ExtraCheck(nil), t.Plan.Extra...)
 	return t
 }

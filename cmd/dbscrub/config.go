@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/url"
@@ -83,6 +86,38 @@ type targetConfig struct {
 	jobs        int
 	taskTimeout time.Duration
 	runnerOpts  []checks.Option
+	fingerprint *fingerprintConfig // nil: no fingerprint comparison
+}
+
+// fingerprintConfig is a target's fingerprint block: the scheduled
+// comparison of the target with a stored fingerprint or another database.
+type fingerprintConfig struct {
+	stored string // the fingerprint file, or
+	dsn    string // the database to compare with (password injected: never print it)
+	opts   []checks.CompareOption
+}
+
+// extra returns the scheduler's check of the comparison. The file is read,
+// and the other database opened, for every run.
+func (f *fingerprintConfig) extra() scheduler.ExtraCheck {
+	if f.stored != "" {
+		return scheduler.CompareFingerprint(func(context.Context) (*checks.Fingerprint, error) {
+			return readStoredFingerprint(f.stored)
+		}, f.opts...)
+	}
+	return scheduler.CompareDatabase(func(context.Context) (checks.Fingerprinter, error) {
+		fp, closer, err := openFingerprinter(f.dsn)
+		if err != nil {
+			return nil, err
+		}
+		// The drivers' targets are their own closers: the scheduler closes
+		// the database after the run.
+		if _, ok := fp.(io.Closer); !ok {
+			closer.Close()
+			return nil, errors.New("the database to compare with cannot be closed after the run")
+		}
+		return fp, nil
+	}, f.opts...)
 }
 
 // plan returns the scheduler plan of t.
@@ -97,7 +132,30 @@ func (t *targetConfig) plan() scheduler.Plan {
 		Jobs:        t.jobs,
 		TaskTimeout: t.taskTimeout,
 		Options:     t.runnerOpts,
+		Extra:       t.extra(),
 	}
+}
+
+// readStoredFingerprint reads the fingerprint file at path (a file, never
+// stdin) and checks that it is consistent.
+func readStoredFingerprint(path string) (*checks.Fingerprint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fp, err := checks.ReadFingerprint(bufio.NewReader(f))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return fp, nil
+}
+
+func (t *targetConfig) extra() []scheduler.ExtraCheck {
+	if t.fingerprint == nil {
+		return nil
+	}
+	return []scheduler.ExtraCheck{t.fingerprint.extra()}
 }
 
 // defaultHistoryFile is the history store's file when the config names
@@ -665,13 +723,18 @@ func (d *decoder) targets(n *yaml.Node, path string, cfg *runConfig) {
 	}
 }
 
-// targetFields is what one target entry may say, before resolution.
+// targetFields is what one target entry (or its fingerprint block) may
+// say, before resolution.
 type targetFields struct {
+	// prefix is put before the DSN and password keys: "" for the target,
+	// "against_" for the database its fingerprint is compared with.
+	prefix                     string
 	dsn, dsnEnv, dsnFile       string
 	passwordEnv, passwordFile  string
 	schedule, window, timezone string
 	nodes                      map[string]*yaml.Node // value nodes by key, for positions
 	options                    *yaml.Node
+	fingerprint                *yaml.Node
 }
 
 func (d *decoder) target(n *yaml.Node, path string) *targetConfig {
@@ -717,6 +780,7 @@ func (d *decoder) target(n *yaml.Node, path string) *targetConfig {
 		field{"jobs", func(v *yaml.Node, p string) { d.intField(v, p, 1, &t.jobs) }},
 		field{"task_timeout", func(v *yaml.Node, p string) { d.duration(v, p, &t.taskTimeout) }},
 		field{"options", func(v *yaml.Node, p string) { tf.options = v }},
+		field{"fingerprint", func(v *yaml.Node, p string) { tf.fingerprint = v }},
 	)
 	if _, ok := seen["name"]; !ok {
 		d.errorf(n, path, "missing name")
@@ -805,7 +869,14 @@ func (d *decoder) target(n *yaml.Node, path string) *targetConfig {
 			if at == nil {
 				at = n
 			}
-			d.errorf(at, path+".checks", "%s", redact.Scrub(err.Error(), t.secrets...))
+			msg := redact.Scrub(err.Error(), t.secrets...)
+			if slices.Contains(t.checks, checks.CheckFingerprint) {
+				msg += "; to compare the target with a fingerprint or another database, give it a fingerprint: block instead"
+			}
+			d.errorf(at, path+".checks", "%s", msg)
+		}
+		if tf.fingerprint != nil {
+			t.fingerprint = d.fingerprint(tf.fingerprint, path+".fingerprint", eng, tgt, t)
 		}
 		closer.Close()
 		if len(d.errs) == before && len(t.flags.set) > 0 {
@@ -834,91 +905,101 @@ func (d *decoder) target(n *yaml.Node, path string) *targetConfig {
 	return t
 }
 
+// key returns the name of a DSN or password key in this entry.
+func (tf *targetFields) key(name string) string { return tf.prefix + name }
+
+func (tf *targetFields) dsnKeys() []string {
+	return []string{tf.key("dsn"), tf.key("dsn_env"), tf.key("dsn_file")}
+}
+
 func (tf *targetFields) dsnKey() string {
-	for _, k := range []string{"dsn", "dsn_env", "dsn_file"} {
+	for _, k := range tf.dsnKeys() {
 		if tf.nodes[k] != nil {
 			return k
 		}
 	}
-	return "dsn"
+	return tf.key("dsn")
 }
 
 func (tf *targetFields) dsnNode() *yaml.Node { return tf.nodes[tf.dsnKey()] }
 
-// rawDSN resolves the target's DSN from dsn, dsn_env or dsn_file. inline
-// reports whether the DSN was written in the config file itself.
+// rawDSN resolves the target's DSN from dsn, dsn_env or dsn_file (with
+// tf's prefix). inline reports whether the DSN was written in the config
+// file itself.
 func (d *decoder) rawDSN(n *yaml.Node, path, where string, tf *targetFields) (dsn string, inline bool) {
+	keys := tf.dsnKeys()
 	var given []string
-	for _, k := range []string{"dsn", "dsn_env", "dsn_file"} {
+	for _, k := range keys {
 		if tf.nodes[k] != nil {
 			given = append(given, k)
 		}
 	}
 	switch len(given) {
 	case 0:
-		d.errorf(n, where, "missing DSN: set one of dsn, dsn_env (an environment variable holding it) or dsn_file (a file holding it)")
+		d.errorf(n, where, "missing DSN: set one of %s, %s (an environment variable holding it) or %s (a file holding it)", keys[0], keys[1], keys[2])
 		return "", false
 	case 1:
 	default:
-		d.errorf(tf.nodes[given[1]], path+"."+given[1], "set only one of dsn, dsn_env and dsn_file (%s is also set)", given[0])
+		d.errorf(tf.nodes[given[1]], path+"."+given[1], "set only one of %s, %s and %s (%s is also set)", keys[0], keys[1], keys[2], given[0])
 		return "", false
 	}
 	key := given[0]
 	v := tf.nodes[key]
 	switch key {
-	case "dsn":
+	case keys[0]:
 		dsn, inline = tf.dsn, true
 		if dsn == "" {
-			d.errorf(v, path+".dsn", "empty")
+			d.errorf(v, path+"."+key, "empty")
 		}
-	case "dsn_env":
+	case keys[1]:
 		if tf.dsnEnv == "" {
-			d.errorf(v, path+".dsn_env", "empty: name an environment variable")
+			d.errorf(v, path+"."+key, "empty: name an environment variable")
 			return "", false
 		}
 		if dsn = d.opts.getenv(tf.dsnEnv); dsn == "" {
-			d.errorf(v, path+".dsn_env", "environment variable %s is not set", tf.dsnEnv)
+			d.errorf(v, path+"."+key, "environment variable %s is not set", tf.dsnEnv)
 		}
-	case "dsn_file":
+	case keys[2]:
 		b, err := os.ReadFile(d.path(tf.dsnFile))
 		if err != nil {
-			d.errorf(v, path+".dsn_file", "%s", fileError(err))
+			d.errorf(v, path+"."+key, "%s", fileError(err))
 			return "", false
 		}
 		if dsn = strings.TrimSpace(string(b)); dsn == "" {
-			d.errorf(v, path+".dsn_file", "the file %s is empty", tf.dsnFile)
+			d.errorf(v, path+"."+key, "the file %s is empty", tf.dsnFile)
 		}
 	}
 	return dsn, inline
 }
 
-// password reads the password of password_env or password_file, if the
-// target has one ("" otherwise, or on error).
+// password reads the password of password_env or password_file (with
+// tf's prefix), if the entry has one ("" otherwise, or on error).
 func (d *decoder) password(path string, tf *targetFields, dsn string) string {
-	env, file := tf.nodes["password_env"], tf.nodes["password_file"]
+	envKey, fileKey := tf.key("password_env"), tf.key("password_file")
+	env, file := tf.nodes[envKey], tf.nodes[fileKey]
 	switch {
 	case env != nil && file != nil:
-		d.errorf(file, path+".password_file", "set only one of password_env and password_file")
+		d.errorf(file, path+"."+fileKey, "set only one of %s and %s", envKey, fileKey)
 		return ""
 	case env != nil:
 		if tf.passwordEnv == "" {
-			d.errorf(env, path+".password_env", "empty: name an environment variable")
+			d.errorf(env, path+"."+envKey, "empty: name an environment variable")
 			return ""
 		}
 		pw := d.opts.getenv(tf.passwordEnv)
 		if pw == "" {
-			d.errorf(env, path+".password_env", "environment variable %s is not set", tf.passwordEnv)
+			d.errorf(env, path+"."+envKey, "environment variable %s is not set", tf.passwordEnv)
 		}
 		return pw
 	case file != nil:
 		b, err := os.ReadFile(d.path(tf.passwordFile))
 		if err != nil {
-			d.errorf(file, path+".password_file", "%s", fileError(err))
+			d.errorf(file, path+"."+fileKey, "%s", fileError(err))
 			return ""
 		}
 		pw := strings.TrimRight(string(b), "\r\n")
 		if pw == "" {
-			d.errorf(file, path+".password_file", "the file %s is empty", tf.passwordFile)
+			d.errorf(file, path+"."+fileKey, "the file %s is empty", tf.passwordFile)
 		}
 		return pw
 	}
@@ -1063,4 +1144,201 @@ func (d *decoder) options(n *yaml.Node, path string, eng *engine, t *targetConfi
 		}}
 	}
 	d.mapping(n, path, fields...)
+}
+
+// liveOnlyFingerprintKeys are the keys of a fingerprint block that apply
+// only to a comparison with another database.
+var liveOnlyFingerprintKeys = []string{"chunk_rows", "chunk_time", "min_chunk_rows", "max_ranges"}
+
+// fingerprint decodes a target's fingerprint block: the target (tgt, of
+// engine eng) is compared on every run with a stored fingerprint
+// (against) or with another database of the same engine (against_dsn,
+// against_dsn_env or against_dsn_file, with against_password_env or
+// against_password_file). The other database's password joins the
+// target's secrets.
+func (d *decoder) fingerprint(n *yaml.Node, path string, eng *engine, tgt checks.Target, t *targetConfig) *fingerprintConfig {
+	before := len(d.errs)
+	tf := targetFields{prefix: "against_", nodes: map[string]*yaml.Node{}}
+	keep := func(dst *string) func(v *yaml.Node, p string) {
+		return func(v *yaml.Node, p string) {
+			tf.nodes[p[strings.LastIndex(p, ".")+1:]] = v
+			d.str(v, p, dst)
+		}
+	}
+	var (
+		against          string
+		tables, excluded []string
+		chunkRows        int64
+		chunkTime        time.Duration
+		jobs             int
+		minRows          int64
+		maxRanges        int
+	)
+	seen := d.mapping(n, path,
+		field{"against", keep(&against)},
+		field{"against_dsn", keep(&tf.dsn)},
+		field{"against_dsn_env", keep(&tf.dsnEnv)},
+		field{"against_dsn_file", keep(&tf.dsnFile)},
+		field{"against_password_env", keep(&tf.passwordEnv)},
+		field{"against_password_file", keep(&tf.passwordFile)},
+		field{"tables", func(v *yaml.Node, p string) { tables = d.list(v, p) }},
+		field{"exclude_tables", func(v *yaml.Node, p string) { excluded = d.list(v, p) }},
+		field{"chunk_rows", func(v *yaml.Node, p string) {
+			if r, ok := d.integer(v, p, 1, math.MaxInt64); ok {
+				chunkRows = r
+			}
+		}},
+		field{"chunk_time", func(v *yaml.Node, p string) { d.duration(v, p, &chunkTime) }},
+		field{"jobs", func(v *yaml.Node, p string) { d.intField(v, p, 1, &jobs) }},
+		field{"min_chunk_rows", func(v *yaml.Node, p string) {
+			if r, ok := d.integer(v, p, 1, math.MaxInt64); ok {
+				minRows = r
+			}
+		}},
+		field{"max_ranges", func(v *yaml.Node, p string) { d.intField(v, p, 1, &maxRanges) }},
+	)
+	if isNull(n) || n.Kind != yaml.MappingNode {
+		if isNull(n) {
+			d.errorf(n, path, "empty: set against (a fingerprint file) or against_dsn (a database to compare with)")
+		}
+		return nil
+	}
+	live := tf.nodes["against_dsn"] != nil || tf.nodes["against_dsn_env"] != nil || tf.nodes["against_dsn_file"] != nil
+	_, file := seen["against"]
+	switch {
+	case !live && !file:
+		d.errorf(n, path, "missing against: set against (a fingerprint file written by dbscrub fingerprint -o) or one of against_dsn, against_dsn_env and against_dsn_file (a database to compare with, such as a restored backup)")
+		return nil
+	case live && file:
+		d.errorf(tf.dsnNode(), path+"."+tf.dsnKey(), "set only one of against (a fingerprint file) and %s (a database)", tf.dsnKey())
+		return nil
+	}
+	if _, ok := tgt.(checks.Fingerprinter); !ok {
+		d.errorf(n, path, "%s cannot take fingerprints", eng.title)
+		return nil
+	}
+	if v := seen["jobs"]; v != nil && eng.title != "PostgreSQL" {
+		d.errorf(v, path+".jobs", "does not apply to %s (only PostgreSQL hashes chunks on several connections, in one exported snapshot)", eng.title)
+	}
+
+	var fopts []checks.FingerprintOption
+	if len(tables) > 0 {
+		fopts = append(fopts, checks.WithTables(tables...))
+	}
+	if len(excluded) > 0 {
+		fopts = append(fopts, checks.WithExcludeTables(excluded...))
+	}
+	if chunkTime > 0 {
+		fopts = append(fopts, checks.WithChunkTime(chunkTime))
+	}
+	if chunkRows > 0 {
+		fopts = append(fopts, checks.WithChunkRows(chunkRows))
+	}
+	if jobs > 0 {
+		fopts = append(fopts, checks.WithFingerprintJobs(jobs))
+	}
+	fcfg, err := checks.NewFingerprintConfig(fopts...)
+	if err != nil {
+		at, key := n, ""
+		for _, k := range []string{"tables", "exclude_tables"} {
+			if v := seen[k]; v != nil {
+				at, key = v, "."+k
+			}
+		}
+		d.errorf(at, path+key, "%s", flagError(err))
+		return nil
+	}
+	copts := []checks.CompareOption{checks.WithFingerprintOptions(fopts...)}
+	if minRows > 0 {
+		copts = append(copts, checks.WithMinChunkRows(minRows))
+	}
+	if maxRanges > 0 {
+		copts = append(copts, checks.WithMaxRanges(maxRanges))
+	}
+	fc := &fingerprintConfig{opts: copts}
+
+	if file {
+		for _, k := range liveOnlyFingerprintKeys {
+			if v := seen[k]; v != nil {
+				d.errorf(v, path+"."+k, "applies only to a comparison with a database (against_dsn): compared with a fingerprint file, the target is cut into the file's chunks")
+			}
+		}
+		at := tf.nodes["against"]
+		if against == "" {
+			d.errorf(at, path+".against", "empty: name a fingerprint file written by dbscrub fingerprint -o")
+			return nil
+		}
+		fc.stored = d.path(against)
+		fp, err := readStoredFingerprint(fc.stored)
+		if err != nil {
+			d.errorf(at, path+".against", "%s", fileError(err))
+			return nil
+		}
+		if engine := tgt.Info().Engine; fp.Engine != engine {
+			d.errorf(at, path+".against", "%s is a fingerprint of a %s database and the target is %s: dbscrub compares fingerprints of the same engine only", against, fp.Engine, eng.title)
+		}
+		switch {
+		case len(fp.Tables) == 0:
+			d.errorf(at, path+".against", "%s holds no table: nothing would be compared", against)
+		case len(fp.FilterTables(fcfg).Tables) == 0:
+			pat, key := at, ".against"
+			if v := seen["tables"]; v != nil {
+				pat, key = v, ".tables"
+			} else if v := seen["exclude_tables"]; v != nil {
+				pat, key = v, ".exclude_tables"
+			}
+			d.errorf(pat, path+key, "no table of %s matches tables and exclude_tables: nothing would be compared", against)
+		}
+		if len(d.errs) > before {
+			return nil
+		}
+		return fc
+	}
+
+	dsn, inline := d.rawDSN(n, path, path, &tf)
+	if dsn == "" {
+		d.password(path, &tf, "")
+		return nil
+	}
+	var secrets []string
+	if pw := redact.Password(dsn); pw != "" {
+		secrets = append(secrets, pw)
+		if inline {
+			d.warnf(tf.dsnNode(), path+"."+tf.dsnKey(), "the DSN holds a password in the config file; keep it out with against_password_env or against_password_file")
+		}
+	}
+	dsnAt, dsnPath := tf.dsnNode(), path+"."+tf.dsnKey()
+	scrub := func(err error) string { return redact.Scrub(err.Error(), append(secrets, t.secrets...)...) }
+	other, err := pick(dsn)
+	switch {
+	case err != nil:
+		d.errorf(dsnAt, dsnPath, "%s", scrub(err))
+	case other.title != eng.title:
+		d.errorf(dsnAt, dsnPath, "names a %s database and the target is %s: dbscrub compares databases of the same engine only", other.title, eng.title)
+	default:
+		// Parse only: nothing connects before a run.
+		if _, closer, err := openFingerprinter(dsn); err != nil {
+			d.errorf(dsnAt, dsnPath, "%s", scrub(err))
+		} else {
+			closer.Close()
+		}
+	}
+	full := dsn
+	if pw := d.password(path, &tf, dsn); pw != "" {
+		secrets = append(secrets, pw)
+		var err error
+		if full, err = injectPassword(dsn, pw); err != nil {
+			key := tf.key("password_env")
+			if tf.nodes[key] == nil {
+				key = tf.key("password_file")
+			}
+			d.errorf(tf.nodes[key], path+"."+key, "%s", scrub(err))
+		}
+	}
+	t.secrets = append(t.secrets, secrets...)
+	if len(d.errs) > before {
+		return nil
+	}
+	fc.dsn = full
+	return fc
 }

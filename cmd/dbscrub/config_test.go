@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dbscrub/dbscrub/checks"
 )
 
 func env(m map[string]string) func(string) string {
@@ -313,5 +315,201 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if len(cfg.targets) == 0 {
 		t.Error("no targets")
+	}
+}
+
+// fingerprintFile fingerprints the SQLite database at db into a file of a
+// new temporary directory (chunks of 100 rows) and returns its path.
+func fingerprintFile(t *testing.T, db string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "before.json")
+	if code, _, stderr := runCLI(t, "fingerprint", "--dsn", db, "-o", path, "--chunk-rows", "100"); code != exitOK {
+		t.Fatalf("dbscrub fingerprint: exit %d: %s", code, stderr)
+	}
+	return path
+}
+
+func TestConfigFingerprint(t *testing.T) {
+	shop := sample(t)
+	fp := fingerprintFile(t, shop)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "restore.pw"), []byte("restore-"+secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(fp, filepath.Join(dir, "rel.json")); err != nil {
+		t.Fatal(err)
+	}
+	yml := `targets:
+  - name: shop
+    dsn: ` + shop + `
+    schedule: "@daily"
+    fingerprint:
+      against: rel.json # relative to the config file
+      tables: [orders, customers]
+  - name: orders
+    dsn: postgres://scrub@db1/orders
+    schedule: "@daily"
+    fingerprint:
+      against_dsn: postgres://scrub@restore1/orders
+      against_password_file: restore.pw
+      exclude_tables: [public.audit_*]
+      chunk_rows: 1000
+      jobs: 2
+      min_chunk_rows: 10
+      max_ranges: 50
+  - name: copy
+    dsn: ` + shop + `
+    schedule: "@daily"
+    fingerprint:
+      against_dsn_env: COPY_DSN
+  - name: plain
+    dsn: ` + shop + `
+    schedule: "@daily"
+`
+	cfg, err := parseConfig(filepath.Join(dir, "dbscrub.yaml"), []byte(yml), loadOptions{getenv: env(map[string]string{"COPY_DSN": shop})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.targets) != 4 || len(cfg.warnings) != 0 {
+		t.Fatalf("%d targets, warnings %v", len(cfg.targets), cfg.warnings)
+	}
+	s := cfg.targets[0]
+	if s.fingerprint == nil || s.fingerprint.stored != filepath.Join(dir, "rel.json") || s.fingerprint.dsn != "" {
+		t.Fatalf("shop fingerprint: %+v", s.fingerprint)
+	}
+	o := cfg.targets[1]
+	if o.fingerprint == nil || o.fingerprint.dsn != "postgres://scrub:restore-"+secret+"@restore1/orders" || !slices.Contains(o.secrets, "restore-"+secret) {
+		t.Fatalf("orders fingerprint: dsn set %v, secrets %d", o.fingerprint != nil && o.fingerprint.dsn != "", len(o.secrets))
+	}
+	if c := cfg.targets[2]; c.fingerprint == nil || c.fingerprint.dsn != shop {
+		t.Fatalf("copy fingerprint: %+v", c.fingerprint)
+	}
+	for i, want := range []int{1, 1, 1, 0} {
+		p := cfg.targets[i].plan()
+		if len(p.Extra) != want || (want == 1 && p.Extra[0].Name != checks.CheckFingerprint) {
+			t.Errorf("%s: extra checks %+v", cfg.targets[i].name, p.Extra)
+		}
+	}
+}
+
+func TestConfigFingerprintErrors(t *testing.T) {
+	dir := t.TempDir()
+	fp := fingerprintFile(t, sample(t))
+	garbage := filepath.Join(dir, "garbage.json")
+	if err := os.WriteFile(garbage, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const target = "targets:\n  - name: a\n    dsn: x.db\n    schedule: \"@daily\"\n    fingerprint:\n"
+	const pg = "targets:\n  - name: a\n    dsn: postgres://u@h/db\n    schedule: \"@daily\"\n    fingerprint:\n"
+	tests := []struct {
+		name string
+		yml  string
+		want string
+	}{
+		{"empty block", target, "dbscrub.yaml:5: targets[0].fingerprint: empty: set against"},
+		{"neither", target + "      tables: [orders]\n", "dbscrub.yaml:6: targets[0].fingerprint: missing against: set against (a fingerprint file written by dbscrub fingerprint -o) or one of against_dsn"},
+		{"both", target + "      against: " + fp + "\n      against_dsn: y.db\n", "dbscrub.yaml:7: targets[0].fingerprint.against_dsn: set only one of against (a fingerprint file) and against_dsn"},
+		{"missing file", target + "      against: /nonexistent/before.json\n", "dbscrub.yaml:6: targets[0].fingerprint.against: the file /nonexistent/before.json does not exist"},
+		{"not a fingerprint", target + "      against: " + garbage + "\n", "dbscrub.yaml:6: targets[0].fingerprint.against: " + garbage + ": invalid fingerprint: no schema_version"},
+		{"file of another engine", pg + "      against: " + fp + "\n", "dbscrub.yaml:6: targets[0].fingerprint.against: " + fp + " is a fingerprint of a sqlite database and the target is PostgreSQL"},
+		{"tables match nothing", target + "      against: " + fp + "\n      tables: [nosuch_*]\n", "dbscrub.yaml:7: targets[0].fingerprint.tables: no table of " + fp + " matches"},
+		{"live-only key with a file", target + "      against: " + fp + "\n      min_chunk_rows: 5\n", "dbscrub.yaml:7: targets[0].fingerprint.min_chunk_rows: applies only to a comparison with a database (against_dsn)"},
+		{"unknown engine", target + "      against_dsn: mongodb://u:" + secret + "@h/db\n", `dbscrub.yaml:6: targets[0].fingerprint.against_dsn: unknown DSN scheme "mongodb://"`},
+		{"other engine", target + "      against_dsn: postgres://u@h/db\n", "dbscrub.yaml:6: targets[0].fingerprint.against_dsn: names a PostgreSQL database and the target is SQLite"},
+		{"two dsns", pg + "      against_dsn: postgres://u@h2/db\n      against_dsn_env: X\n", "dbscrub.yaml:7: targets[0].fingerprint.against_dsn_env: set only one of against_dsn, against_dsn_env and against_dsn_file"},
+		{"dsn env unset", pg + "      against_dsn_env: NOT_SET_ANYWHERE\n", "dbscrub.yaml:6: targets[0].fingerprint.against_dsn_env: environment variable NOT_SET_ANYWHERE is not set"},
+		{"password env unset", pg + "      against_dsn: postgres://u@h2/db\n      against_password_env: NOT_SET_ANYWHERE\n", "dbscrub.yaml:7: targets[0].fingerprint.against_password_env: environment variable NOT_SET_ANYWHERE is not set"},
+		{"password twice", pg + "      against_dsn: postgres://u:" + secret + "@h2/db\n      against_password_env: PW\n", "dbscrub.yaml:7: targets[0].fingerprint.against_password_env: the DSN postgres://u:xxxxx@h2/db already has a password"},
+		{"jobs on SQL Server", "targets:\n  - name: a\n    dsn: sqlserver://u@h?database=d\n    schedule: \"@daily\"\n    fingerprint:\n      against_dsn: sqlserver://u@h2?database=d\n      jobs: 2\n", "dbscrub.yaml:7: targets[0].fingerprint.jobs: does not apply to SQL Server"},
+		{"jobs on SQLite", target + "      against_dsn: y.db\n      jobs: 2\n", "dbscrub.yaml:7: targets[0].fingerprint.jobs: does not apply to SQLite"},
+		{"bad chunk rows", pg + "      against_dsn: postgres://u@h2/db\n      chunk_rows: 0\n", "dbscrub.yaml:7: targets[0].fingerprint.chunk_rows: must be at least 1"},
+		{"unknown field", target + "      agains: " + fp + "\n", `dbscrub.yaml:6: targets[0].fingerprint.agains: unknown field "agains"`},
+		{"fingerprint as a check", "targets:\n  - name: a\n    dsn: x.db\n    schedule: \"@daily\"\n    checks: [integrity, fingerprint]\n", "dbscrub.yaml:5: targets[0].checks: sqlite: unknown check \"fingerprint\""},
+		{"fingerprint as a check: the hint", "targets:\n  - name: a\n    dsn: x.db\n    schedule: \"@daily\"\n    checks: [fingerprint]\n", "give it a fingerprint: block instead"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig("dbscrub.yaml", []byte(tt.yml), loadOptions{getenv: env(map[string]string{"PW": "pw-" + secret, "X": "x"})})
+			if err == nil {
+				t.Fatalf("no error for:\n%s", tt.yml)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error\n%s\ndoes not contain\n%s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error shows the password: %s", err)
+			}
+			for _, line := range strings.Split(err.Error(), "\n") {
+				if !strings.HasPrefix(line, "dbscrub.yaml:") {
+					t.Errorf("an error line does not start with file:line: %q", line)
+				}
+			}
+		})
+	}
+	// An inline password of the database compared with warns and is a secret.
+	yml := pg + "      against_dsn: postgres://u:" + secret + "@h2/db\n"
+	cfg, err := parseConfig("dbscrub.yaml", []byte(yml), loadOptions{getenv: env(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.warnings) != 1 || !strings.HasPrefix(cfg.warnings[0], "dbscrub.yaml:6: targets[0].fingerprint.against_dsn: ") || strings.Contains(cfg.warnings[0], secret) {
+		t.Errorf("warnings %q", cfg.warnings)
+	}
+	if !slices.Contains(cfg.targets[0].secrets, secret) {
+		t.Error("the inline password of against_dsn is not a secret")
+	}
+}
+
+// TestExampleConfigFingerprint uncomments the fingerprint block of the
+// example file, with a real fingerprint file, and checks that it is valid
+// as documented.
+func TestExampleConfigFingerprint(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "..", "examples", "dbscrub.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tf := checks.TableFingerprint{Name: "public.orders", Columns: []checks.Column{{Name: "id", Type: "integer"}}, PrimaryKey: []string{"id"}, Keyed: true,
+		Chunks: []checks.ChunkFingerprint{{Rows: 3, Hash: checks.Digest{1, 2}}}}
+	tf.SumChunks()
+	fp := &checks.Fingerprint{SchemaVersion: checks.FingerprintSchemaVersion, Engine: "postgresql", Source: "postgres://scrub@db1/orders",
+		Algorithm: "postgresql/v1", Tables: []checks.TableFingerprint{tf}}
+	var buf strings.Builder
+	if err := fp.Write(&buf); err != nil {
+		t.Fatal(err)
+	}
+	stored := filepath.Join(dir, "orders-before-move.json")
+	if err := os.WriteFile(stored, []byte(buf.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(example), "\n") {
+		switch {
+		case line == "    # fingerprint:":
+			in = true
+			line = "    fingerprint:"
+		case in && strings.HasPrefix(line, "    #   ") && !strings.HasPrefix(line, "    #   #"):
+			line = "      " + strings.TrimPrefix(line, "    #   ")
+			line = strings.Replace(line, "/var/lib/dbscrub/orders-before-move.json", stored, 1)
+		case in && strings.HasPrefix(line, "    #   #"):
+		default:
+			in = false
+		}
+		out = append(out, line)
+	}
+	yml := strings.Join(out, "\n")
+	if !strings.Contains(yml, "      against: "+stored) {
+		t.Fatalf("no fingerprint block found in the example:\n%s", yml)
+	}
+	cfg, err := parseConfig(filepath.Join(dir, "dbscrub.yaml"), []byte(yml), loadOptions{getenv: env(map[string]string{
+		"ORDERS_PASSWORD": "pw", "ANALYTICS_DSN": "postgres://scrub:pw@analytics.internal/warehouse",
+		"WEBHOOK_TOKEN": "token", "OTLP_TOKEN": "token",
+	})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := cfg.targets[0].fingerprint; f == nil || f.stored != stored {
+		t.Fatalf("orders fingerprint: %+v", f)
 	}
 }

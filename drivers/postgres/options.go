@@ -288,10 +288,19 @@ func WithLogger(l *slog.Logger) Option {
 // WithChecksumFailuresBaseline tells the checksums check the value of
 // pg_stat_database.checksum_failures (see [Target.ChecksumFailures]) seen
 // on the last run. The check then reports corruption only when the counter
-// went up since; an unchanged counter is healthy. When the counter is lower
-// than the baseline (statistics were reset, e.g. by a crash or
-// pg_stat_reset()), any failure counted since the reset is reported. Without
-// a baseline, any failure ever counted is reported. n must not be negative.
+// went up since; an unchanged counter is healthy (those failures were
+// reported when they were counted; the heap and btree checks report the
+// damaged pages themselves while they can read them). When the counter is
+// lower than the baseline (statistics were reset, e.g. by a crash or
+// pg_stat_reset()), any failure counted since the reset is reported.
+// Without a baseline, any failure ever counted is reported. n must not be
+// negative.
+//
+// Under a scheduler the baseline is kept for you: the check reads the last
+// recorded count from the [checks.Counters] of the run's context (name
+// [CounterChecksumFailures]) and records the count it saw. A count
+// recorded there takes precedence; this option is the baseline until the
+// first one is.
 func WithChecksumFailuresBaseline(n int64) Option {
 	return func(c *config) error {
 		if n < 0 {

@@ -244,11 +244,9 @@ type TargetState struct {
 
 // Counter is the last seen value of a counter, such as PostgreSQL's
 // pg_stat_database.checksum_failures, so that a check can report an
-// increase since the previous run.
-type Counter struct {
-	Value  int64     `json:"value"`
-	SeenAt time.Time `json:"seen_at"`
-}
+// increase since the previous run. It is [checks.Counter], the value
+// checks read through [checks.Counters].
+type Counter = checks.Counter
 
 // PruneResult counts what [Store.Prune] removed.
 type PruneResult struct {
