@@ -1493,7 +1493,13 @@ func (c *compareCheck) Plan(ctx context.Context) ([]Task, error) {
 	if c.a.Stored != nil {
 		object = c.a.Stored.Source
 	}
+	// The object is the database the check watches: the live one of a
+	// comparison with a stored fingerprint, the original (A) of two live
+	// ones.
 	if ti, ok := c.b.Live.(interface{ Info() TargetInfo }); ok {
+		object = ti.Info().Name
+	}
+	if ti, ok := c.a.Live.(interface{ Info() TargetInfo }); ok {
 		object = ti.Info().Name
 	}
 	return []Task{{

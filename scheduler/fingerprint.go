@@ -39,7 +39,8 @@ var ErrNothingCompared = errors.New("nothing was compared")
 // range (A is the stored fingerprint, B the target). load is called for
 // every run, so that a file replaced or damaged between runs is noticed;
 // its error makes the check not verified. The target must implement
-// [checks.Fingerprinter] (the PostgreSQL and SQLite targets do).
+// [checks.Fingerprinter] (the PostgreSQL, SQLite and SQL Server targets
+// do).
 func CompareFingerprint(load func(ctx context.Context) (*checks.Fingerprint, error), opts ...checks.CompareOption) ExtraCheck {
 	return ExtraCheck{
 		Name: checks.CheckFingerprint,

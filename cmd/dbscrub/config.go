@@ -1113,6 +1113,7 @@ var targetOptions = []targetOption{
 			return
 		}
 		t.runnerOpts = append(t.runnerOpts, checks.WithMaxRate(int64(mb*1e6)))
+		t.flags.maxRate = mb // PostgreSQL: heap chunks of about a second's worth
 	}},
 	{"retries", "", func(d *decoder, v *yaml.Node, p string, t *targetConfig) {
 		if n, ok := d.integer(v, p, 0, 100); ok {

@@ -149,6 +149,9 @@ targets:
 	if !f.heapAllIndexed || !slices.Equal(f.excludeSchemas, []string{"audit", "tmp_*"}) || f.lockTimeout != 10*time.Second || !f.set["heapallindexed"] {
 		t.Errorf("orders options: %+v", f)
 	}
+	if f.maxRate != 50 {
+		t.Errorf("orders: max_rate %g not passed to the engine (its heap chunks follow the rate)", f.maxRate)
+	}
 
 	shop := cfg.targets[1]
 	if shop.engine != "SQLite" || !shop.flags.quick || shop.sla != -1 || shop.schedule.Every != 6*time.Hour || !slices.Equal(shop.checks, []string{"integrity"}) {

@@ -122,6 +122,11 @@
 //	                                # SQL Server: physical_only, data_purity, extended_logical_checks,
 //	                                #   tablock, maxdop, noindex, lock_timeout
 //	      max_rate: 50              # every engine: MB/s across jobs; retries: N
+//	    fingerprint:                # also prove the content unchanged (check "fingerprint")
+//	      against: orders-before-move.json   # from dbscrub fingerprint -o; read every run
+//	      # or against_dsn / against_dsn_env / against_dsn_file (+ against_password_env
+//	      #   or against_password_file): a live copy, such as a restored backup
+//	      exclude_tables: [audit.*]
 //
 // Passwords need never be written in the file: password_env and
 // password_file put the password into the DSN (a URL naming the user), and

@@ -32,7 +32,9 @@
 //     all-visible (see VACUUM), which on a vacuumed table is most of them.
 //   - checksums (default): a warning when data checksums are off;
 //     corruption when pg_stat_database counted checksum failures (or more
-//     than [WithChecksumFailuresBaseline]).
+//     than [WithChecksumFailuresBaseline], or than the count the previous
+//     scheduled run recorded in the run's [checks.Counters] under
+//     [CounterChecksumFailures]).
 //   - settings (default): warnings for zero_damaged_pages = on,
 //     ignore_checksum_failure = on, fsync = off, full_page_writes = off,
 //     server-wide or set for some role or database.
