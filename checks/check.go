@@ -45,10 +45,12 @@ type Task struct {
 	// Estimate is the estimated run time of the task, when the check can
 	// tell (work per byte differs a lot between kinds of task: checking an
 	// index can cost several times what checking the same bytes of a table
-	// does). The Runner starts the longest tasks first, so that the longest
-	// ones do not end up running alone at the end; a task without an
-	// Estimate counts as one nanosecond per byte of Cost (1 GB/s). Zero
-	// means unknown; it never limits the task.
+	// does). With several workers the Runner starts the longest tasks
+	// first, so that the longest ones do not end up running alone at the
+	// end; a task without an Estimate counts as one nanosecond per byte of
+	// Cost (1 GB/s). With one worker the order cannot shorten a run, and
+	// tasks run in the order planned (the checks' order, then each check's
+	// own). Zero means unknown; it never limits the task.
 	Estimate time.Duration
 	// Skip, when not empty, means the task is deliberately not run; it is
 	// reported as skipped with this reason. Run may then be nil.

@@ -6,10 +6,11 @@
 //
 // A [Check] looks at the live database and plans [Task]s: small, independent
 // units of work with a stable key, the object they cover and an estimated
-// cost in bytes (and, when the check can tell, in time). A huge table becomes many block-range tasks; thousands of
-// tiny tables may become one batched task. The [Runner] executes tasks on N
-// workers, longest first, under a context, a per-task timeout and a total
-// time budget, and rolls their results up into a [Report].
+// cost in bytes (and, when the check can tell, in time). A huge table
+// becomes many block-range tasks; thousands of tiny tables may become one
+// batched task. The [Runner] executes tasks on N workers, longest first
+// (one worker: in the order planned), under a context, a per-task timeout
+// and a total time budget, and rolls their results up into a [Report].
 //
 // # Statuses never lie
 //

@@ -12,7 +12,8 @@ import (
 
 // A Runner executes checks against targets: it plans every check, then runs
 // the tasks on N workers, longest first (by [Task.Estimate], else by
-// [Task.Cost]), under the run's context, a per-task
+// [Task.Cost]; with one worker, in the order planned), under the run's
+// context, a per-task
 // timeout, a total time budget and an optional rate limit, and rolls the
 // results up into a [Report]. A Runner is safe for concurrent use.
 type Runner struct {
@@ -101,7 +102,8 @@ func (r *Runner) Run(ctx context.Context, t Target, cks ...Check) *Report {
 	return rep
 }
 
-// plan plans every check and returns the runnable tasks, longest first,
+// plan plans every check and returns the runnable tasks in the order they
+// start (longest first with several workers),
 // and the Observer's context of each check.
 func (r *Runner) plan(ctx context.Context, rep *Report, cks []Check) ([]*queued, []context.Context) {
 	var queue []*queued
@@ -137,7 +139,15 @@ func (r *Runner) plan(ctx context.Context, rep *Report, cks []Check) ([]*queued,
 			cr.Tasks = append(cr.Tasks, tr)
 		}
 	}
-	sort.SliceStable(queue, func(a, b int) bool { return queue[a].task.duration() > queue[b].task.duration() })
+	if r.cfg.jobs > 1 {
+		// Longest first, so that the longest tasks do not end up running
+		// alone at the end while the other workers idle. One worker takes
+		// as long in any order, so it keeps the order planned, which
+		// checks choose to read data well (a table's heap before its
+		// indexes, so that an index check that scans the table finds it
+		// cached).
+		sort.SliceStable(queue, func(a, b int) bool { return queue[a].task.duration() > queue[b].task.duration() })
+	}
 	return queue, checkCtx
 }
 

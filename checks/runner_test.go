@@ -85,49 +85,62 @@ func TestFindingsAreAnnotated(t *testing.T) {
 	}
 }
 
-func TestLongestFirst(t *testing.T) {
+func TestTaskOrder(t *testing.T) {
 	type spec struct {
 		key      string
 		cost     int64
 		estimate time.Duration
 	}
 	cases := []struct {
-		name  string
-		a, b  []spec
-		order []string
+		name string
+		jobs int
+		a, b []spec
+		want []string
 	}{
 		{
-			name:  "by cost without estimates",
-			a:     []spec{{"small", 1, 0}, {"big", 1000, 0}},
-			b:     []spec{{"medium", 100, 0}, {"tiny", 0, 0}},
-			order: []string{"big", "medium", "small", "tiny"},
+			name: "by cost without estimates",
+			jobs: 2,
+			a:    []spec{{"small", 1, 0}, {"big", 1000, 0}},
+			b:    []spec{{"medium", 100, 0}, {"tiny", 0, 0}},
+			want: []string{"big", "medium", "small", "tiny"},
 		},
 		{
 			// An index check that costs fewer bytes but more time than a
 			// table chunk must start first.
-			name:  "by estimate",
-			a:     []spec{{"heap-1", 1000, 90 * time.Millisecond}, {"heap-2", 1000, 90 * time.Millisecond}},
-			b:     []spec{{"index", 800, 400 * time.Millisecond}, {"batch", 10, time.Millisecond}},
-			order: []string{"index", "heap-1", "heap-2", "batch"},
+			name: "by estimate",
+			jobs: 2,
+			a:    []spec{{"heap-1", 1000, 90 * time.Millisecond}, {"heap-2", 1000, 90 * time.Millisecond}},
+			b:    []spec{{"index", 800, 400 * time.Millisecond}, {"batch", 10, time.Millisecond}},
+			want: []string{"index", "heap-1", "heap-2", "batch"},
 		},
 		{
 			// Without an estimate a task counts 1 ns per byte.
-			name:  "mixed",
-			a:     []spec{{"estimated", 10, 2 * time.Microsecond}},
-			b:     []spec{{"bytes-3000", 3000, 0}, {"bytes-1000", 1000, 0}},
-			order: []string{"bytes-3000", "estimated", "bytes-1000"},
+			name: "mixed",
+			jobs: 3,
+			a:    []spec{{"estimated", 10, 2 * time.Microsecond}},
+			b:    []spec{{"bytes-3000", 3000, 0}, {"bytes-1000", 1000, 0}},
+			want: []string{"bytes-3000", "estimated", "bytes-1000"},
+		},
+		{
+			// One worker keeps the order planned: the checks' order, then
+			// each check's (a table's heap before its index).
+			name: "one worker: as planned",
+			jobs: 1,
+			a:    []spec{{"heap-1", 1000, 90 * time.Millisecond}, {"heap-2", 1000, 90 * time.Millisecond}},
+			b:    []spec{{"index", 800, 400 * time.Millisecond}, {"batch", 10, time.Millisecond}},
+			want: []string{"heap-1", "heap-2", "index", "batch"},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
-			var order []string
+			var started []string
 			rec := func(sp spec) Task {
 				tk := ok(sp.key, sp.cost)
 				tk.Estimate = sp.estimate
 				tk.Run = func(ctx context.Context) (Result, error) {
 					mu.Lock()
-					order = append(order, sp.key)
+					started = append(started, sp.key)
 					mu.Unlock()
 					return Result{Bytes: sp.cost}, nil
 				}
@@ -140,9 +153,22 @@ func TestLongestFirst(t *testing.T) {
 			for _, sp := range tc.b {
 				b = append(b, rec(sp))
 			}
-			mustRunner(t).Run(context.Background(), target(check("a", a...), check("b", b...)))
-			if fmt.Sprint(order) != fmt.Sprint(tc.order) {
-				t.Errorf("order = %v, want %v", order, tc.order)
+			r := mustRunner(t, WithJobs(tc.jobs))
+			queue, _ := r.plan(context.Background(), &Report{}, []Check{check("a", a...), check("b", b...)})
+			var order []string
+			for _, q := range queue {
+				order = append(order, q.task.Key)
+			}
+			if fmt.Sprint(order) != fmt.Sprint(tc.want) {
+				t.Errorf("queue order = %v, want %v", order, tc.want)
+			}
+			// And the run starts every task.
+			rep := r.Run(context.Background(), target(check("a", a...), check("b", b...)))
+			if len(started) != len(tc.want) || rep.Status != StatusHealthy {
+				t.Errorf("ran %v (status %s), want all of %v", started, rep.Status, tc.want)
+			}
+			if tc.jobs == 1 && fmt.Sprint(started) != fmt.Sprint(tc.want) {
+				t.Errorf("one worker ran %v, want %v", started, tc.want)
 			}
 		})
 	}
