@@ -57,7 +57,7 @@ func (c *btreeCheck) Statements() []string {
 		fn = "amcheck.bt_index_parent_check"
 	}
 	return c.r.t.explain(false, nil,
-		"-- planning: the indexes to verify\n"+btreeIndexesQuery,
+		fmt.Sprintf("-- planning: the indexes to verify ($1 = heapallindexed = %t: the table's exact size is read only then)\n%s", c.r.t.cfg.heapAllIndexed, btreeIndexesQuery),
 		"-- each task: find the index by name\n"+resolveQuery,
 		fmt.Sprintf("-- one index ($2 = heapallindexed = %t)\n%s", c.r.t.cfg.heapAllIndexed, btreeStatement(fn)),
 		"-- a batch of small indexes\n"+btreeBatchStatement(fn),

@@ -75,7 +75,7 @@ func (c *heapCheck) Plan(ctx context.Context) ([]checks.Task, error) {
 	if err := t.requireAmcheck(caps, CheckHeap); err != nil {
 		return nil, err
 	}
-	rels, err := c.relations(ctx)
+	rels, err := c.r.heapRels.take(ctx, c.relations)
 	if err != nil {
 		return nil, err
 	}

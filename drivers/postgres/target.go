@@ -286,9 +286,11 @@ func (t *Target) Checks(names ...string) ([]checks.Check, error) {
 		}
 		switch c.Name {
 		case CheckHeap:
-			out = append(out, &heapCheck{r: r})
+			r.heap = &heapCheck{r: r}
+			out = append(out, r.heap)
 		case CheckBtree:
-			out = append(out, &btreeCheck{r: r})
+			r.btreeCk = &btreeCheck{r: r}
+			out = append(out, r.btreeCk)
 		case CheckCrosscheck:
 			out = append(out, &crossCheck{r: r})
 		case CheckChecksums:
@@ -304,17 +306,27 @@ func (t *Target) Checks(names ...string) ([]checks.Check, error) {
 type run struct {
 	t           *Target
 	needAmcheck bool
+	heap        *heapCheck  // the run's heap check, if any
+	btreeCk     *btreeCheck // the run's btree check, if any
 
 	once sync.Once
 	caps *Capabilities
 	err  error
+
+	heapRels listing[heapRel]
+	indexes  listing[btreeIndex]
 }
 
 // capabilities probes the server once per run (installing amcheck first
-// when asked to and needed).
+// when asked to and needed). When the run has both the heap and the btree
+// check, it then starts both catalog listings at once (see listing).
 func (r *run) capabilities(ctx context.Context) (*Capabilities, error) {
 	r.once.Do(func() {
 		r.caps, r.err = r.t.prepare(ctx, r.needAmcheck)
+		if r.err == nil && r.heap != nil && r.btreeCk != nil {
+			r.heapRels.start(ctx, r.heap.relations)
+			r.indexes.start(ctx, r.btreeCk.indexes)
+		}
 	})
 	return r.caps, r.err
 }
