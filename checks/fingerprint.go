@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -556,6 +557,97 @@ func (c FingerprintConfig) Bounds(table string, primaryKey []string) ([]KeyRange
 		out[i] = ch.Range()
 	}
 	return out, true
+}
+
+// HashChunks fingerprints one table chunk by chunk, in key order: one
+// whole-table chunk when the table has no primary key (primaryKey empty),
+// the chunk bounds of [WithBoundsFrom] when they fit the table, and
+// otherwise chunks whose bounds bound finds walking the key (the upper
+// bound of the range starting at r.Lower that holds rows rows, nil for the
+// rest of the table), sized by time with a [ChunkSizer]. hash hashes one
+// range. Drivers that hash one chunk at a time use it; errors of bound and
+// hash are returned as they are.
+func (c FingerprintConfig) HashChunks(table string, primaryKey []string,
+	bound func(r KeyRange, rows int64) (Key, error),
+	hash func(r KeyRange) (ChunkFingerprint, error)) ([]ChunkFingerprint, error) {
+	if len(primaryKey) == 0 {
+		ch, err := hash(KeyRange{})
+		return []ChunkFingerprint{ch}, err
+	}
+	if ranges, ok := c.Bounds(table, primaryKey); ok {
+		out := make([]ChunkFingerprint, len(ranges))
+		for i, r := range ranges {
+			var err error
+			if out[i], err = hash(r); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	sizer := c.NewChunkSizer()
+	var out []ChunkFingerprint
+	var lower Key
+	for {
+		start := time.Now()
+		upper, err := bound(KeyRange{Lower: lower}, sizer.Next())
+		if err != nil {
+			return nil, err
+		}
+		ch, err := hash(KeyRange{Lower: lower, Upper: upper})
+		if err != nil {
+			return nil, err
+		}
+		sizer.Observe(ch.Rows, time.Since(start))
+		out = append(out, ch)
+		if upper == nil {
+			return out, nil
+		}
+		lower = upper
+	}
+}
+
+// jsonNumber matches the text of a JSON number.
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
+
+// KeyFromText makes a Key of primary-key values the database returned as
+// text: a JSON number where numeric(i) says column i is numeric and its
+// text is a JSON number, a JSON string otherwise (so that the text comes
+// back unchanged from [Key.Texts]).
+func KeyFromText(vals []string, numeric func(i int) bool) Key {
+	k := make(Key, len(vals))
+	for i, v := range vals {
+		if numeric(i) && jsonNumber.MatchString(v) {
+			k[i] = json.RawMessage(v)
+			continue
+		}
+		b, _ := json.Marshal(v)
+		k[i] = b
+	}
+	return k
+}
+
+// Texts returns the text of each of k's values, for a primary key of n
+// columns: the inverse of [KeyFromText]. It fails when k has another
+// number of values or a value that is neither a JSON string nor a number.
+func (k Key) Texts(n int) ([]string, error) {
+	if len(k) != n {
+		return nil, fmt.Errorf("key %s has %d values, the primary key %d columns", k, len(k), n)
+	}
+	out := make([]string, n)
+	for i, v := range k {
+		s := strings.TrimSpace(string(v))
+		switch {
+		case strings.HasPrefix(s, `"`):
+			if err := json.Unmarshal(v, &out[i]); err != nil {
+				return nil, fmt.Errorf("key %s: %w", k, err)
+			}
+		case jsonNumber.MatchString(s):
+			out[i] = s
+		default:
+			return nil, fmt.Errorf("key %s: value %s is neither a number nor a string", k, s)
+		}
+	}
+	return out, nil
 }
 
 // ChunkSizer picks the number of rows of a table's next chunk so that each

@@ -3,11 +3,9 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -246,43 +244,19 @@ func (tb *fpTable) bound(ctx context.Context, tx *sql.Tx, r checks.KeyRange, n i
 	return tb.encodeKey(vals), nil
 }
 
-var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-
 // encodeKey turns key column texts into a Key: JSON numbers for numeric
 // types whose text is a JSON number, JSON strings otherwise.
 func (tb *fpTable) encodeKey(vals []string) checks.Key {
-	k := make(checks.Key, len(vals))
-	for i, v := range vals {
-		if tb.pkNumeric[i] && jsonNumber.MatchString(v) {
-			k[i] = json.RawMessage(v)
-			continue
-		}
-		b, _ := json.Marshal(v)
-		k[i] = b
-	}
-	return k
+	return checks.KeyFromText(vals, func(i int) bool { return tb.pkNumeric[i] })
 }
 
 // decodeKey returns the text of each key value.
 func decodeKey(k checks.Key, n int) ([]string, error) {
-	if len(k) != n {
-		return nil, fmt.Errorf("postgres: fingerprint: key %s has %d values, the primary key %d columns", k, len(k), n)
+	vals, err := k.Texts(n)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: fingerprint: %w", err)
 	}
-	out := make([]string, n)
-	for i, v := range k {
-		s := strings.TrimSpace(string(v))
-		switch {
-		case strings.HasPrefix(s, `"`):
-			if err := json.Unmarshal(v, &out[i]); err != nil {
-				return nil, fmt.Errorf("postgres: fingerprint: key %s: %w", k, err)
-			}
-		case jsonNumber.MatchString(s):
-			out[i] = s
-		default:
-			return nil, fmt.Errorf("postgres: fingerprint: key %s: value %s is neither a number nor a string", k, s)
-		}
-	}
-	return out, nil
+	return vals, nil
 }
 
 // fpSession opens a REPEATABLE READ READ ONLY session with the fingerprint

@@ -477,40 +477,18 @@ func (t *Target) fpTable(ctx context.Context, tx *sql.Tx, tb *fpTable, cfg check
 		}
 		return ch, nil
 	}
-	if !tb.keyed {
-		ch, err := hash(checks.KeyRange{})
-		return []checks.ChunkFingerprint{ch}, err
+	var pk []string
+	if tb.keyed {
+		pk = tb.pk
 	}
-	if ranges, ok := cfg.Bounds(tb.name, tb.pk); ok {
-		out := make([]checks.ChunkFingerprint, len(ranges))
-		for i, r := range ranges {
-			var err error
-			if out[i], err = hash(r); err != nil {
-				return nil, err
+	return cfg.HashChunks(tb.name, pk,
+		func(r checks.KeyRange, rows int64) (checks.Key, error) {
+			upper, err := tb.bound(ctx, tx, r, rows)
+			if err != nil {
+				return nil, t.stmtError(ctx, "finding chunk bounds of "+tb.name, err)
 			}
-		}
-		return out, nil
-	}
-	sizer := cfg.NewChunkSizer()
-	var out []checks.ChunkFingerprint
-	var lower checks.Key
-	for {
-		start := time.Now()
-		upper, err := tb.bound(ctx, tx, checks.KeyRange{Lower: lower}, sizer.Next())
-		if err != nil {
-			return nil, t.stmtError(ctx, "finding chunk bounds of "+tb.name, err)
-		}
-		ch, err := hash(checks.KeyRange{Lower: lower, Upper: upper})
-		if err != nil {
-			return nil, err
-		}
-		sizer.Observe(ch.Rows, time.Since(start))
-		out = append(out, ch)
-		if upper == nil {
-			return out, nil
-		}
-		lower = upper
-	}
+			return upper, nil
+		}, hash)
 }
 
 // fpLookup opens a read transaction and finds one keyed table.

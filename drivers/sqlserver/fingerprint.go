@@ -2,7 +2,6 @@ package sqlserver
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"regexp"
@@ -734,44 +733,23 @@ func mod64(s string) (uint64, error) {
 	return x.Mod(x, two64).Uint64(), nil
 }
 
-var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$`)
-
 // encodeKey turns key column texts into a Key: JSON numbers for integer,
 // bit, decimal and money columns, JSON strings holding SQL Server's text
 // otherwise (float style 3, dates style 121, binary 0x..., a GUID).
 func (tb *fpTable) encodeKey(vals []string) checks.Key {
-	k := make(checks.Key, len(vals))
-	for i, v := range vals {
-		if kind, _ := tb.pk[i].keyKind(); kind == keyNumber && jsonNumber.MatchString(v) {
-			k[i] = json.RawMessage(v)
-			continue
-		}
-		b, _ := json.Marshal(v)
-		k[i] = b
-	}
-	return k
+	return checks.KeyFromText(vals, func(i int) bool {
+		kind, _ := tb.pk[i].keyKind()
+		return kind == keyNumber
+	})
 }
 
 // decodeKey returns the text of each key value.
 func decodeKey(k checks.Key, n int) ([]string, error) {
-	if len(k) != n {
-		return nil, fmt.Errorf("sqlserver: fingerprint: key %s has %d values, the primary key %d columns", k, len(k), n)
+	vals, err := k.Texts(n)
+	if err != nil {
+		return nil, fmt.Errorf("sqlserver: fingerprint: %w", err)
 	}
-	out := make([]string, n)
-	for i, v := range k {
-		s := strings.TrimSpace(string(v))
-		switch {
-		case strings.HasPrefix(s, `"`):
-			if err := json.Unmarshal(v, &out[i]); err != nil {
-				return nil, fmt.Errorf("sqlserver: fingerprint: key %s: %w", k, err)
-			}
-		case jsonNumber.MatchString(s):
-			out[i] = s
-		default:
-			return nil, fmt.Errorf("sqlserver: fingerprint: key %s: value %s is neither a number nor a string", k, s)
-		}
-	}
-	return out, nil
+	return vals, nil
 }
 
 // Fingerprint fingerprints every user table of the database (or those the
@@ -886,40 +864,13 @@ func (t *Target) Fingerprint(ctx context.Context, opts ...checks.FingerprintOpti
 // key, the bounds of WithBoundsFrom, or bounds found by walking the key,
 // sized by time.
 func (c *fpConn) hashTable(ctx context.Context, tb *fpTable, cfg checks.FingerprintConfig) ([]checks.ChunkFingerprint, error) {
-	if !tb.keyed() {
-		ch, err := c.hashChunk(ctx, tb, checks.KeyRange{})
-		return []checks.ChunkFingerprint{ch}, err
+	var pk []string
+	if tb.keyed() {
+		pk = tb.pkNames()
 	}
-	if ranges, ok := cfg.Bounds(tb.display(), tb.pkNames()); ok {
-		out := make([]checks.ChunkFingerprint, len(ranges))
-		for i, r := range ranges {
-			var err error
-			if out[i], err = c.hashChunk(ctx, tb, r); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	sizer := cfg.NewChunkSizer()
-	var out []checks.ChunkFingerprint
-	var lower checks.Key
-	for {
-		start := time.Now()
-		upper, err := c.bound(ctx, tb, checks.KeyRange{Lower: lower}, sizer.Next())
-		if err != nil {
-			return nil, err
-		}
-		ch, err := c.hashChunk(ctx, tb, checks.KeyRange{Lower: lower, Upper: upper})
-		if err != nil {
-			return nil, err
-		}
-		sizer.Observe(ch.Rows, time.Since(start))
-		out = append(out, ch)
-		if upper == nil {
-			return out, nil
-		}
-		lower = upper
-	}
+	return cfg.HashChunks(tb.display(), pk,
+		func(r checks.KeyRange, rows int64) (checks.Key, error) { return c.bound(ctx, tb, r, rows) },
+		func(r checks.KeyRange) (checks.ChunkFingerprint, error) { return c.hashChunk(ctx, tb, r) })
 }
 
 // fpLookup opens a fingerprint session and finds one keyed table.
