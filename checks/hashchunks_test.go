@@ -17,7 +17,7 @@ func TestKeyText(t *testing.T) {
 		{[]string{"-1", `a"b`, "NaN"}, `[-1,"a\"b","NaN"]`},
 	} {
 		k := KeyFromText(tc.vals, numeric)
-		if got := fmt.Sprintf("%s", k.raw()); got != tc.want {
+		if got := k.raw(); got != tc.want {
 			t.Errorf("KeyFromText(%q) = %s, want %s", tc.vals, got, tc.want)
 		}
 		back, err := k.Texts(len(tc.vals))
