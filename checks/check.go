@@ -52,6 +52,14 @@ type Task struct {
 	// tasks run in the order planned (the checks' order, then each check's
 	// own). Zero means unknown; it never limits the task.
 	Estimate time.Duration
+	// Group, when not empty, names the data the task reads, such as a
+	// table, when tasks of one or more checks read the same data (a
+	// table's heap in block ranges, and an index check that scans the
+	// table). With several workers, while a task of a group runs, the
+	// Runner starts the other tasks of that group before the rest, so
+	// that they read the data side by side, while it is cached, instead of
+	// one reading it cold after the other moved on.
+	Group string
 	// Skip, when not empty, means the task is deliberately not run; it is
 	// reported as skipped with this reason. Run may then be nil.
 	Skip string

@@ -189,14 +189,37 @@ func (r *Runner) execute(ctx context.Context, rep *Report, queue []*queued, dead
 	if len(queue) > 0 {
 		report(nil, false)
 	}
-	take := func() *queued {
+	// take returns the next task to start: the first one left of a group
+	// that is running (so that tasks reading the same table read it side
+	// by side, while it is cached), else the first one left.
+	taken := make([]bool, len(queue))
+	running := map[string]int{}
+	take := func(done *queued) *queued {
 		mu.Lock()
 		defer mu.Unlock()
+		if done != nil && done.task.Group != "" {
+			running[done.task.Group]--
+		}
+		for next < len(queue) && taken[next] {
+			next++
+		}
 		if next >= len(queue) {
 			return nil
 		}
-		next++
-		return queue[next-1]
+		pick := next
+		if len(running) > 0 {
+			for i := next; i < len(queue); i++ {
+				if g := queue[i].task.Group; !taken[i] && g != "" && running[g] > 0 {
+					pick = i
+					break
+				}
+			}
+		}
+		taken[pick] = true
+		if g := queue[pick].task.Group; g != "" {
+			running[g]++
+		}
+		return queue[pick]
 	}
 
 	var wg sync.WaitGroup
@@ -204,7 +227,7 @@ func (r *Runner) execute(ctx context.Context, rep *Report, queue []*queued, dead
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for q := take(); q != nil; q = take() {
+			for q := take(nil); q != nil; q = take(q) {
 				tr := &rep.Checks[q.check].Tasks[q.index]
 				check := rep.Checks[q.check].Check
 				if err := r.admit(ctx, pacer, q.task.Cost, deadline); err != nil {

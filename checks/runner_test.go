@@ -584,3 +584,49 @@ type planHook struct {
 }
 
 func (p *planHook) Plan(ctx context.Context) ([]Task, error) { p.f(); return p.fakeCheck.Plan(ctx) }
+
+// TestGroupAffinity checks that while a task of a group runs, the other
+// workers start the group's other tasks before longer tasks of no group.
+func TestGroupAffinity(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		group string
+		want  []string
+	}{
+		{"grouped", "table t", []string{"chunk", "other", "tiny"}},
+		{"not grouped", "", []string{"other", "chunk", "tiny"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var order []string
+			release := make(chan struct{})
+			mk := func(key string, est time.Duration, group string, block bool) Task {
+				tk := ok(key, 1)
+				tk.Estimate, tk.Group = est, group
+				tk.Run = func(ctx context.Context) (Result, error) {
+					if block {
+						<-release
+						return Result{}, nil
+					}
+					mu.Lock()
+					order = append(order, key)
+					n := len(order)
+					mu.Unlock()
+					if n == 3 {
+						close(release)
+					}
+					return Result{}, nil
+				}
+				return tk
+			}
+			rep := mustRunner(t, WithJobs(2)).Run(context.Background(), target(
+				check("btree", mk("index", time.Second, tc.group, true)),
+				check("heap", mk("chunk", 10*time.Millisecond, tc.group, false), mk("tiny", time.Millisecond, "", false)),
+				check("other", mk("other", 100*time.Millisecond, "", false)),
+			))
+			if fmt.Sprint(order) != fmt.Sprint(tc.want) || rep.Status != StatusHealthy {
+				t.Errorf("while the index ran, the other worker ran %v (status %s), want %v", order, rep.Status, tc.want)
+			}
+		})
+	}
+}

@@ -32,6 +32,8 @@ type btreeIndex struct {
 	temp   bool
 	// estimate is the expected time of the check (see estimate.go).
 	estimate time.Duration
+	// group is the table a heapallindexed check scans, as a task group.
+	group string
 }
 
 var btreeIndexesQuery = lockedCTE + `SELECT n.nspname, ic.relname, tc.relname,
@@ -138,6 +140,9 @@ func (c *btreeCheck) indexes(ctx context.Context) ([]btreeIndex, error) {
 			}
 			ix.object, ix.key = regname, regname
 			ix.ref = relRef{schema: schema, name: name}
+			if t.cfg.heapAllIndexed {
+				ix.group = tableGroup(schema, table) // an index lives in its table's schema
+			}
 		}
 		bs := c.r.blockSize()
 		tablePages := tableBytes / bs
@@ -157,7 +162,7 @@ func (c *btreeCheck) indexes(ctx context.Context) ([]btreeIndex, error) {
 func (c *btreeCheck) indexTask(fn string, ix btreeIndex) checks.Task {
 	stmt := btreeStatement(fn)
 	return checks.Task{
-		Key: ix.key, Object: ix.object, Cost: ix.bytes, Estimate: ix.estimate,
+		Key: ix.key, Object: ix.object, Cost: ix.bytes, Estimate: ix.estimate, Group: ix.group,
 		Statement: resolveQuery + ";\n" + stmt + fmt.Sprintf(" -- $2 (heapallindexed) = %t", c.r.t.cfg.heapAllIndexed),
 		Run: func(ctx context.Context) (checks.Result, error) {
 			return c.r.runTask(ctx, sessionOpts{guard: true}, ix.object, func(s *session, f *findings) (checks.Result, error) {

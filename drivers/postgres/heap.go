@@ -156,6 +156,19 @@ func (c *heapCheck) relations(ctx context.Context) ([]heapRel, error) {
 	return out, nil
 }
 
+// group is the task group ([checks.Task.Group]) of a table's heap tasks:
+// the table, which a heapallindexed index check also reads. TOAST tables
+// are not grouped (no index check scans them).
+func (rel heapRel) group() string {
+	if rel.toast {
+		return ""
+	}
+	return tableGroup(rel.ref.schema, rel.ref.name)
+}
+
+// tableGroup names a table as a task group.
+func tableGroup(schema, table string) string { return "table " + schema + "." + table }
+
 // heapBatchStatement verifies a batch of small relations in one statement.
 func heapBatchStatement(fn string) string {
 	return `SELECT r.ord, v.blkno, v.offnum, v.attnum, v.msg FROM unnest($1::oid[]) WITH ORDINALITY AS r(relid, ord) CROSS JOIN LATERAL ` + fn +
@@ -177,7 +190,7 @@ func resolveOne(ctx context.Context, s *session, ref relRef) (int64, error) {
 
 func (c *heapCheck) wholeTask(fn string, rel heapRel) checks.Task {
 	return checks.Task{
-		Key: rel.key, Object: rel.object, Cost: rel.bytes,
+		Key: rel.key, Object: rel.object, Cost: rel.bytes, Group: rel.group(),
 		Estimate:  heapEstimate(rel.bytes/c.r.blockSize(), rel.rowsPerPage),
 		Statement: resolveQuery + ";\n" + heapStatement(fn) + ` -- $2, $3 NULL: the whole relation`,
 		Run: func(ctx context.Context) (checks.Result, error) {
@@ -214,7 +227,7 @@ func (c *heapCheck) rangeTask(fn string, rel heapRel, start, end int64, open boo
 		last = -1
 	}
 	return checks.Task{
-		Key: key, Object: object, Cost: planned * bs,
+		Key: key, Object: object, Cost: planned * bs, Group: rel.group(),
 		Estimate:  heapEstimate(planned, rel.rowsPerPage),
 		Statement: resolveQuery + ";\n" + heapStatement(fn) + fmt.Sprintf(" -- $2 = %d, $3 = min(%d, blocks - 1)", start, end),
 		Run: func(ctx context.Context) (checks.Result, error) {

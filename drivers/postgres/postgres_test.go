@@ -347,6 +347,9 @@ func TestBlockRanges(t *testing.T) {
 			if tk.Estimate <= 0 {
 				t.Errorf("%s: no time estimate", tk.Key)
 			}
+			if tk.Group != "table public.big" {
+				t.Errorf("%s: group %q, want the table's (a heapallindexed index check reads it too)", tk.Key, tk.Group)
+			}
 		}
 	}
 	if planned != blocks*8192 {
