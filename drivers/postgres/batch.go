@@ -1,6 +1,10 @@
 package postgres
 
-import "github.com/dbscrub/dbscrub/checks"
+import (
+	"context"
+
+	"github.com/dbscrub/dbscrub/checks"
+)
 
 // batcher groups small relations into batch tasks, one statement for many
 // relations, so that thousands of tiny tables do not each pay a round trip
@@ -36,4 +40,77 @@ func (b *batcher[T]) flush() {
 		*b.tasks = append(*b.tasks, b.many(b.items))
 	}
 	b.items, b.bytes = nil, 0
+}
+
+// batchItem is a relation a batch task verifies: a heap relation or an
+// index.
+type batchItem interface {
+	relation() relRef
+	size() int64
+}
+
+func (r heapRel) relation() relRef     { return r.ref }
+func (r heapRel) size() int64          { return r.bytes }
+func (ix btreeIndex) relation() relRef { return ix.ref }
+func (ix btreeIndex) size() int64      { return ix.bytes }
+
+// verifyBatch is the body of a batch task: it resolves the items (those
+// dropped since planning are left out), verifies the rest with all in one
+// statement inside a savepoint, and when that statement fails for any
+// reason but a lost connection or cancellation (one relation dropped
+// meanwhile, damaged beyond what the function reports as rows, locked), it
+// verifies them one by one with one to tell which. object names the batch
+// in errors.
+func verifyBatch[T batchItem](ctx context.Context, s *session, f *findings, object string, items []T,
+	all func(oids []int64, live []T) error,
+	one func(it T, oid int64) (gone bool, err error)) (checks.Result, error) {
+	refs := make([]relRef, len(items))
+	for i, it := range items {
+		refs[i] = it.relation()
+	}
+	oids, err := s.resolve(ctx, refs)
+	if err != nil {
+		return checks.Result{}, maybeTaskError(s.t, err, object)
+	}
+	var liveOIDs []int64
+	var live []T
+	var res checks.Result
+	for i, oid := range oids {
+		if oid != 0 {
+			liveOIDs = append(liveOIDs, oid)
+			live = append(live, items[i])
+			res.Objects++
+			res.Bytes += items[i].size()
+		}
+	}
+	if len(live) == 0 {
+		return checks.Result{}, nil
+	}
+	err = s.savepoint(ctx, func() error { return all(liveOIDs, live) })
+	if err == nil {
+		return res, nil
+	}
+	if isConnLost(err) || ctx.Err() != nil {
+		return checks.Result{}, err
+	}
+	*f = findings{}
+	res = checks.Result{}
+	var firstErr error
+	for i, it := range live {
+		gone, err := one(it, liveOIDs[i])
+		if err != nil {
+			if isConnLost(err) || ctx.Err() != nil {
+				return res, err
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		if !gone {
+			res.Objects++
+			res.Bytes += it.size()
+		}
+	}
+	return res, firstErr
 }

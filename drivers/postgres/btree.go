@@ -184,12 +184,11 @@ func (c *btreeCheck) indexTask(fn string, ix btreeIndex) checks.Task {
 }
 
 func (c *btreeCheck) batchTask(fn string, idxs []btreeIndex) checks.Task {
-	refs := make([]relRef, len(idxs))
 	objects := make([]string, len(idxs))
 	var cost int64
 	var estimate time.Duration
 	for i, ix := range idxs {
-		refs[i], objects[i] = ix.ref, ix.object
+		objects[i] = ix.object
 		cost += ix.bytes
 		estimate += ix.estimate
 	}
@@ -201,54 +200,12 @@ func (c *btreeCheck) batchTask(fn string, idxs []btreeIndex) checks.Task {
 		Key: key, Object: object, Cost: cost, Estimate: estimate, Statement: resolveQuery + ";\n" + stmt,
 		Run: func(ctx context.Context) (checks.Result, error) {
 			return c.r.runTask(ctx, sessionOpts{guard: true}, "one of "+strings.Join(objects, ", "), func(s *session, f *findings) (checks.Result, error) {
-				oids, err := s.resolve(ctx, refs)
-				if err != nil {
-					return checks.Result{}, maybeTaskError(c.r.t, err, object)
-				}
-				var live []int64
-				var liveIdx []btreeIndex
-				var res checks.Result
-				for i, oid := range oids {
-					if oid != 0 {
-						live = append(live, oid)
-						liveIdx = append(liveIdx, idxs[i])
-						res.Objects++
-						res.Bytes += idxs[i].bytes
-					}
-				}
-				if len(live) == 0 {
-					return checks.Result{}, nil
-				}
-				err = s.savepoint(ctx, func() error {
-					_, err := s.tx.ExecContext(ctx, stmt, pq.Array(live), heapAll)
+				all := func(oids []int64, _ []btreeIndex) error {
+					_, err := s.tx.ExecContext(ctx, stmt, pq.Array(oids), heapAll)
 					return err
-				})
-				if err == nil {
-					return res, nil
 				}
-				if isConnLost(err) || ctx.Err() != nil {
-					return checks.Result{}, err
-				}
-				// One index failed: check them one by one to tell which.
-				res = checks.Result{}
-				var firstErr error
-				for i, ix := range liveIdx {
-					gone, err := c.verify(ctx, s, f, fn, ix, live[i], true)
-					if err != nil {
-						if isConnLost(err) || ctx.Err() != nil {
-							return res, err
-						}
-						if firstErr == nil {
-							firstErr = err
-						}
-						continue
-					}
-					if !gone {
-						res.Objects++
-						res.Bytes += ix.bytes
-					}
-				}
-				return res, firstErr
+				one := func(ix btreeIndex, oid int64) (bool, error) { return c.verify(ctx, s, f, fn, ix, oid, true) }
+				return verifyBatch(ctx, s, f, object, idxs, all, one)
 			})
 		},
 	}

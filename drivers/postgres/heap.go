@@ -264,11 +264,9 @@ func (c *heapCheck) rangeTask(fn string, rel heapRel, start, end int64, open boo
 }
 
 func (c *heapCheck) batchTask(fn string, rels []heapRel) checks.Task {
-	refs := make([]relRef, len(rels))
 	var cost int64
 	var estimate time.Duration
-	for i, r := range rels {
-		refs[i] = r.ref
+	for _, r := range rels {
 		cost += r.bytes
 		estimate += heapEstimate(r.bytes/c.r.blockSize(), r.rowsPerPage)
 	}
@@ -280,26 +278,8 @@ func (c *heapCheck) batchTask(fn string, rels []heapRel) checks.Task {
 		Run: func(ctx context.Context) (checks.Result, error) {
 			crashObject := "one of " + strings.Join(objectsOf(rels), ", ")
 			return c.r.runTask(ctx, sessionOpts{guard: true}, crashObject, func(s *session, f *findings) (checks.Result, error) {
-				oids, err := s.resolve(ctx, refs)
-				if err != nil {
-					return checks.Result{}, maybeTaskError(c.r.t, err, object)
-				}
-				var live []int64
-				var liveRels []heapRel
-				var res checks.Result
-				for i, oid := range oids {
-					if oid != 0 {
-						live = append(live, oid)
-						liveRels = append(liveRels, rels[i])
-						res.Objects++
-						res.Bytes += rels[i].bytes
-					}
-				}
-				if len(live) == 0 {
-					return checks.Result{}, nil
-				}
-				err = s.savepoint(ctx, func() error {
-					rows, err := s.tx.QueryContext(ctx, stmt, pq.Array(live))
+				all := func(oids []int64, live []heapRel) error {
+					rows, err := s.tx.QueryContext(ctx, stmt, pq.Array(oids))
 					if err != nil {
 						return err
 					}
@@ -311,41 +291,14 @@ func (c *heapCheck) batchTask(fn string, rels []heapRel) checks.Task {
 						if err := rows.Scan(&ord, &blk, &off, &att, &msg); err != nil {
 							return err
 						}
-						if ord >= 1 && ord <= int64(len(liveRels)) {
-							f.add(heapFinding(liveRels[ord-1], blk, off, att, msg))
+						if ord >= 1 && ord <= int64(len(live)) {
+							f.add(heapFinding(live[ord-1], blk, off, att, msg))
 						}
 					}
 					return rows.Err()
-				})
-				if err == nil {
-					return res, nil
 				}
-				if isConnLost(err) || ctx.Err() != nil {
-					return checks.Result{}, err
-				}
-				// One relation failed (dropped meanwhile, damaged beyond
-				// what verify_heapam reports as rows, locked): verify them
-				// one by one to tell which.
-				*f = findings{}
-				res = checks.Result{}
-				var firstErr error
-				for i, rel := range liveRels {
-					gone, err := c.verify(ctx, s, f, fn, rel, live[i], 0, -1)
-					if err != nil {
-						if isConnLost(err) || ctx.Err() != nil {
-							return res, err
-						}
-						if firstErr == nil {
-							firstErr = err
-						}
-						continue
-					}
-					if !gone {
-						res.Objects++
-						res.Bytes += rel.bytes
-					}
-				}
-				return res, firstErr
+				one := func(rel heapRel, oid int64) (bool, error) { return c.verify(ctx, s, f, fn, rel, oid, 0, -1) }
+				return verifyBatch(ctx, s, f, object, rels, all, one)
 			})
 		},
 	}
